@@ -1,0 +1,29 @@
+"""CLASSP for Optax, with EWC as the baseline to beat.
+
+The core (this package's top level) depends on JAX and Optax only; the
+continual-learning toolkit in :mod:`classp_optax.continual` adds Flax.
+"""
+
+from classp_optax._classp import ClasspState
+from classp_optax._classp import classp
+from classp_optax._classp import default_accumulator_dtype
+from classp_optax._classp import scale_by_classp
+from classp_optax._diagnostics import ClasspStats
+from classp_optax._diagnostics import classp_stats
+from classp_optax._diagnostics import find_classp_state
+from classp_optax._diagnostics import tree_bytes
+from classp_optax._hyperparams import set_hyperparams
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'ClasspState',
+    'ClasspStats',
+    'classp',
+    'classp_stats',
+    'default_accumulator_dtype',
+    'find_classp_state',
+    'scale_by_classp',
+    'set_hyperparams',
+    'tree_bytes',
+]

@@ -1,0 +1,49 @@
+"""Argument checks shared by the transforms' factories.
+
+Factories run twice under ``optax.inject_hyperparams``: once with concrete values
+(at ``init``) and again inside ``update`` with traced ones. A traced value cannot
+be compared in Python, so it is checked only when it is concrete; the concrete
+call at ``init`` has already checked the value the user gave.
+"""
+
+import math
+import numbers
+
+import jax
+import numpy as np
+
+
+def is_traced(value) -> bool:
+  return isinstance(value, jax.core.Tracer)
+
+
+def check_scalar(
+    name: str,
+    value,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+  """Raises ``ValueError`` unless ``value`` is a real number in the given range."""
+  low_bracket = '[' if low_inclusive else '('
+  high_bracket = ']' if high_inclusive else ')'
+  accepted = f'a real number in {low_bracket}{low}, {high}{high_bracket}'
+  if is_traced(value):
+    return
+  if isinstance(value, (bool, np.bool_)) or not (
+      isinstance(value, numbers.Real) or np.ndim(value) == 0
+      and np.issubdtype(np.asarray(value).dtype, np.number)
+  ):
+    raise ValueError(f'{name} must be {accepted}, got {value!r}.')
+  number = float(value)
+  above_low = number >= low if low_inclusive else number > low
+  below_high = number <= high if high_inclusive else number < high
+  if not (above_low and below_high):  # also rejects NaN
+    raise ValueError(f'{name} must be {accepted}, got {value!r}.')
+
+
+def check_bool(name: str, value) -> None:
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f'{name} must be True or False, got {value!r}.')

@@ -1,0 +1,252 @@
+"""CLASSP: Continual Learning through Adjustment Suppression and Sparsity Promotion.
+
+Ludwig, 2024, https://arxiv.org/abs/2405.09637
+"""
+
+import numbers
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from classp_optax import _checks
+
+
+class ClasspState(NamedTuple):
+  """State of :func:`scale_by_classp`.
+
+  Attributes:
+    grad_sum: per weight, the sum of ``|g|**power`` over the steps whose
+      gradient passed the threshold; a pytree shaped like the parameters. This
+      is the optimizer's memory of past tasks: carry it from task to task and
+      checkpoint it with the model.
+  """
+
+  grad_sum: optax.Updates
+
+
+def _accumulator_dtype(param_dtype, override):
+  if override is not None:
+    return override
+  if jnp.finfo(param_dtype).bits < 32:
+    return jnp.dtype(jnp.float32)
+  return jnp.dtype(param_dtype)
+
+
+def _canonical_accumulator_dtype(accumulator_dtype):
+  if accumulator_dtype is None:
+    return None
+  try:
+    dtype = jnp.dtype(accumulator_dtype)
+  except TypeError:
+    dtype = None
+  if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(
+        'accumulator_dtype must be None or a floating dtype such as '
+        f"'float32' or 'float64', got {accumulator_dtype!r}."
+    )
+  return dtype
+
+
+def _static_power(power):
+  """``power`` as a Python float when it is static, else ``None``."""
+  if isinstance(power, numbers.Real) and not isinstance(power, bool):
+    return float(power)
+  return None
+
+
+def _abs_pow(magnitude, power, static_power):
+  """``magnitude ** power`` for ``magnitude >= 0``, cheaply where possible."""
+  if static_power == 1.0:
+    return magnitude
+  if static_power is not None and static_power.is_integer():
+    return jax.lax.integer_pow(magnitude, int(static_power))
+  return jnp.power(magnitude, power)
+
+
+def _inverse_root(total, power, static_power):
+  """``total ** (-1 / power)`` for ``total >= 0``, without ``pow`` for 1 and 2."""
+  if static_power == 1.0:
+    return 1.0 / total
+  if static_power == 2.0:
+    return 1.0 / jnp.sqrt(total)
+  return jnp.exp(jnp.log(total) * (-1.0 / power))
+
+
+def scale_by_classp(
+    threshold: jax.typing.ArrayLike = 0.0,
+    power: jax.typing.ArrayLike = 1.0,
+    eps: jax.typing.ArrayLike = 1e-5,
+    apply_decay: bool = True,
+    accumulator_dtype=None,
+) -> optax.GradientTransformation:
+  r"""Rescales updates by CLASSP's adjustment suppression and sparsity promotion.
+
+  For each weight with gradient :math:`g_t` at step :math:`t`:
+
+  .. math::
+
+    m_t &= \mathbb{1}[g_t^2 > \tau] \\
+    S_t &= S_{t-1} + m_t \, |g_t|^p \\
+    u_t &= \begin{cases}
+      m_t \, g_t \, (\epsilon + S_t)^{-1/p} & \text{if apply\_decay} \\
+      m_t \, g_t & \text{otherwise}
+    \end{cases}
+
+  where :math:`\tau` is ``threshold``, :math:`p` is ``power``,
+  :math:`\epsilon` is ``eps`` and :math:`S` is ``grad_sum`` (zero at init).
+  The mask is element by element and strict: a weight whose squared gradient
+  does not exceed the threshold gets an update of exactly zero and keeps its
+  ``grad_sum``. The sum includes the current step. ``grad_sum`` accumulates also
+  when ``apply_decay`` is False, so plain steps on a first task still leave the
+  memory that decays the steps on later tasks.
+
+  With ``power=2`` and ``threshold=0`` this is AdaGrad:
+  ``optax.adagrad(lr, initial_accumulator_value=eps, eps=0)``.
+
+  The state's structure does not depend on any hyperparameter's value, so a
+  new transform, with other hyperparameters, can continue from an old state.
+
+  Args:
+    threshold: squared-gradient threshold :math:`\tau \ge 0`; larger values
+      give sparser updates and leave more weights free for later tasks.
+    power: :math:`p > 0`. Powers 1 and 2 run without ``pow``; a Python
+      integer power uses repeated multiplication. Pass ``power`` in
+      ``static_args`` of ``optax.inject_hyperparams`` to keep these fast paths.
+    eps: :math:`\epsilon \ge 0`, added inside the root.
+    apply_decay: whether to divide by the root of ``eps + grad_sum``. A Python
+      bool, fixed when the transform is built.
+    accumulator_dtype: dtype of ``grad_sum``. By default the parameter's dtype,
+      or float32 for parameters narrower than float32.
+
+  Returns:
+    A :class:`optax.GradientTransformation` whose state is a
+    :class:`ClasspState`. Updates come back in each gradient's dtype.
+
+  Raises:
+    ValueError: if an argument is outside its accepted range.
+
+  References:
+    Ludwig, `Continual Learning through Adjustment Suppression and Sparsity
+    Promotion <https://arxiv.org/abs/2405.09637>`_, 2024.
+  """
+  _checks.check_scalar('threshold', threshold, low=0.0)
+  _checks.check_scalar(
+      'power', power, low=0.0, low_inclusive=False, high_inclusive=False
+  )
+  _checks.check_scalar('eps', eps, low=0.0, high_inclusive=False)
+  _checks.check_bool('apply_decay', apply_decay)
+  accumulator_dtype = _canonical_accumulator_dtype(accumulator_dtype)
+  static_power = _static_power(power)
+
+  def init_fn(params):
+    return ClasspState(
+        grad_sum=jax.tree.map(
+            lambda p: jnp.zeros_like(
+                p, dtype=_accumulator_dtype(p.dtype, accumulator_dtype)
+            ),
+            params,
+        )
+    )
+
+  def update_leaf(g, grad_sum):
+    g_wide = g.astype(grad_sum.dtype)
+    squared = g_wide * g_wide
+    passes = squared > threshold
+    increment = (
+        squared if static_power == 2.0
+        else _abs_pow(jnp.abs(g_wide), power, static_power)
+    )
+    new_grad_sum = jnp.where(passes, grad_sum + increment, grad_sum)
+    if apply_decay:
+      step = g_wide * _inverse_root(eps + new_grad_sum, power, static_power)
+    else:
+      step = g_wide
+    return jnp.where(passes, step, 0).astype(g.dtype), new_grad_sum
+
+  def update_fn(updates, state, params=None):
+    del params
+    pairs = jax.tree.map(update_leaf, updates, state.grad_sum)
+    new_updates, grad_sum = jax.tree.transpose(
+        jax.tree.structure(updates), jax.tree.structure((0, 0)), pairs
+    )
+    return new_updates, ClasspState(grad_sum=grad_sum)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def classp(
+    learning_rate: optax.ScalarOrSchedule,
+    threshold: jax.typing.ArrayLike = 0.0,
+    power: jax.typing.ArrayLike = 1.0,
+    eps: jax.typing.ArrayLike = 1e-5,
+    apply_decay: bool = True,
+    accumulator_dtype=None,
+) -> optax.GradientTransformation:
+  r"""The CLASSP optimizer: :func:`scale_by_classp` scaled by the learning rate.
+
+  Each weight whose squared gradient exceeds ``threshold`` moves by
+
+  .. math::
+
+    \Delta w_t = -\eta_t \, g_t \, (\epsilon + S_t)^{-1/p},
+    \qquad S_t = S_{t-1} + |g_t|^p,
+
+  (or :math:`-\eta_t g_t` with ``apply_decay=False``); every other weight, and
+  its :math:`S`, stays exactly as it was. See :func:`scale_by_classp`.
+
+  The defaults follow the reference implementation (``power=1``,
+  ``eps=1e-5``) with no threshold; set ``threshold > 0`` for sparse updates.
+  The paper's continual schedule is plain steps with a threshold on the first
+  task, then decayed steps; build a new ``classp`` for each task and keep the
+  state, or use ``optax.inject_hyperparams(classp)`` and change
+  ``learning_rate``, ``threshold`` or ``eps`` in ``state.hyperparams``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> from classp_optax import classp
+    >>> params = jnp.array([1.0, 1.0])
+    >>> tx = classp(learning_rate=0.1, threshold=0.25)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(jnp.array([2.0, 0.5]), state)
+    >>> optax.apply_updates(params, updates)  # 0.5**2 does not pass 0.25
+    Array([0.9000005, 1.       ], dtype=float32)
+    >>> state[0].grad_sum
+    Array([2., 0.], dtype=float32)
+
+  Args:
+    learning_rate: a non-negative float, or an optax schedule.
+    threshold: squared-gradient threshold, ``>= 0``.
+    power: ``p > 0``.
+    eps: ``>= 0``, added inside the root.
+    apply_decay: whether steps are divided by ``(eps + grad_sum)**(1/p)``.
+    accumulator_dtype: dtype of ``grad_sum``; see :func:`scale_by_classp`.
+
+  Returns:
+    A :class:`optax.GradientTransformation`; its state is
+    ``(ClasspState, optax.EmptyState)``.
+
+  References:
+    Ludwig, `Continual Learning through Adjustment Suppression and Sparsity
+    Promotion <https://arxiv.org/abs/2405.09637>`_, 2024.
+  """
+  if not callable(learning_rate):
+    _checks.check_scalar('learning_rate', learning_rate, low=0.0)
+  return optax.chain(
+      scale_by_classp(
+          threshold=threshold,
+          power=power,
+          eps=eps,
+          apply_decay=apply_decay,
+          accumulator_dtype=accumulator_dtype,
+      ),
+      optax.scale_by_learning_rate(learning_rate),
+  )
+
+
+def default_accumulator_dtype(param_dtype) -> np.dtype:
+  """The dtype :func:`scale_by_classp` gives ``grad_sum`` for a parameter dtype."""
+  return _accumulator_dtype(jnp.dtype(param_dtype), None)

@@ -1,0 +1,87 @@
+"""Cheap, jittable read-outs of a CLASSP optimizer's state."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from classp_optax._classp import ClasspState
+
+
+class ClasspStats(NamedTuple):
+  """What a CLASSP state says about the network's capacity.
+
+  Attributes:
+    mean_grad_sum: the mean of ``grad_sum`` over all weights (the reference
+      implementation's ``average_grad_sum``).
+    capacity_used: the fraction of weights with ``grad_sum > 0``, that is,
+      that some step has ever updated.
+    fraction_updated: the fraction of weights whose update is non-zero in the
+      ``updates`` given to :func:`classp_stats`; ``None`` without updates.
+  """
+
+  mean_grad_sum: jax.Array
+  capacity_used: jax.Array
+  fraction_updated: jax.Array | None
+
+
+def find_classp_state(opt_state) -> ClasspState:
+  """The one :class:`ClasspState` inside an optimizer state (chain, inject...)."""
+  found = [
+      node
+      for node in jax.tree.leaves(
+          opt_state, is_leaf=lambda x: isinstance(x, ClasspState)
+      )
+      if isinstance(node, ClasspState)
+  ]
+  if len(found) != 1:
+    raise ValueError(
+        'opt_state must contain exactly one ClasspState, found '
+        f'{len(found)}.'
+    )
+  return found[0]
+
+
+def _fraction(tree, predicate) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  if not leaves:
+    return jnp.asarray(jnp.nan, jnp.float32)
+  hits = sum(jnp.sum(predicate(x), dtype=jnp.int32) for x in leaves)
+  return hits / optax.tree.size(tree)
+
+
+def classp_stats(opt_state, updates=None) -> ClasspStats:
+  """Summarises ``grad_sum`` and, given ``updates``, how sparse a step was.
+
+  Args:
+    opt_state: a :class:`ClasspState`, or any optimizer state holding exactly
+      one (``classp``'s chain, ``inject_hyperparams``, ``masked``...).
+    updates: optionally, the updates of one step.
+
+  Returns:
+    A :class:`ClasspStats`. Works under ``jax.jit``.
+  """
+  grad_sum = find_classp_state(opt_state).grad_sum
+  leaves = jax.tree.leaves(grad_sum)
+  total = sum(jnp.sum(x, dtype=jnp.float32) for x in leaves)
+  return ClasspStats(
+      mean_grad_sum=total / max(optax.tree.size(grad_sum), 1),
+      capacity_used=_fraction(grad_sum, lambda x: x > 0),
+      fraction_updated=(
+          None if updates is None else _fraction(updates, lambda x: x != 0)
+      ),
+  )
+
+
+def tree_bytes(tree) -> int:
+  """Bytes held by a pytree's arrays: an optimizer state's memory footprint.
+
+  A Python ``int``, computed from shapes and dtypes only, so it costs nothing
+  and also works on ``jax.ShapeDtypeStruct`` leaves and inside ``jax.jit``.
+  """
+  return sum(
+      int(x.size) * jnp.dtype(x.dtype).itemsize
+      for x in jax.tree.leaves(tree)
+      if hasattr(x, 'dtype')
+  )

@@ -1,0 +1,26 @@
+"""An independent NumPy implementation of CLASSP, written from the spec."""
+
+import numpy as np
+
+
+def classp_numpy(grads, *, learning_rate, threshold, power, eps, apply_decay,
+                 dtype):
+  """Runs CLASSP over a sequence of gradients for one array.
+
+  Returns the parameter deltas of every step and the final grad_sum, computed
+  in ``dtype`` element by element, with the textbook ``**`` for every power.
+  """
+  grad_sum = np.zeros(np.shape(grads[0]), dtype)
+  deltas = []
+  for g in grads:
+    g = np.asarray(g, dtype)
+    delta = np.zeros_like(g)
+    for i in np.ndindex(g.shape):
+      if g[i] * g[i] > threshold:
+        grad_sum[i] += np.abs(g[i]) ** dtype(power)
+        step = learning_rate
+        if apply_decay:
+          step = learning_rate / (dtype(eps) + grad_sum[i]) ** dtype(1 / power)
+        delta[i] = -step * g[i]
+    deltas.append(delta)
+  return deltas, grad_sum

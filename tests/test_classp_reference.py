@@ -1,0 +1,74 @@
+"""CLASSP against an independent NumPy reference and against optax.adagrad."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from classp_optax import classp
+from tests.numpy_classp import classp_numpy
+
+CASES = list(itertools.product(
+    (0.5, 1.0, 2.0, 3.0, 1.7),  # power
+    (0.0, 0.3),                 # threshold
+    (True, False),              # apply_decay
+))
+
+
+def _gradient_sequence(seed, steps, shape, dtype):
+  rng = np.random.default_rng(seed)
+  grads = rng.normal(size=(steps, *shape)) * rng.uniform(0.1, 2.0)
+  grads[rng.random(grads.shape) < 0.1] = 0.0  # exact zeros never pass
+  return grads.astype(dtype)
+
+
+def _run_classp(grads, dtype, **kwargs):
+  tx = classp(**kwargs)
+  params = jnp.zeros(grads.shape[1:], dtype)
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  deltas = []
+  for g in grads:
+    u, state = update(jnp.asarray(g), state)
+    deltas.append(np.asarray(u))
+  return deltas, np.asarray(state[0].grad_sum)
+
+
+@pytest.mark.parametrize('power,threshold,apply_decay', CASES)
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_matches_numpy_reference(power, threshold, apply_decay, dtype):
+  dtype = np.dtype(dtype)
+  kwargs = dict(learning_rate=0.05, threshold=threshold, power=power,
+                eps=1e-5, apply_decay=apply_decay)
+  grads = _gradient_sequence(int(power * 10 + threshold * 100), 6, (3, 7), dtype)
+  with jax.enable_x64(dtype == np.float64):
+    got, got_sum = _run_classp(grads, dtype, **kwargs)
+  want, want_sum = classp_numpy(list(grads), dtype=dtype.type, **kwargs)
+  rtol = 1e-5 if dtype == np.float32 else 1e-12
+  for g, w in zip(got, want, strict=True):
+    assert g.dtype == dtype
+    np.testing.assert_array_equal(g == 0, w == 0)
+    np.testing.assert_allclose(g, w, rtol=rtol, atol=0)
+  np.testing.assert_allclose(got_sum, want_sum, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize('eps', [1e-5, 0.1, 1.0])
+def test_power_two_threshold_zero_is_adagrad(eps):
+  grads = _gradient_sequence(0, 20, (5, 4), np.float32)
+  params = jnp.ones((5, 4))
+  ours = classp(0.1, threshold=0.0, power=2, eps=eps)
+  adagrad = optax.adagrad(0.1, initial_accumulator_value=eps, eps=0.0)
+  p_ours, p_ada = params, params
+  s_ours, s_ada = ours.init(params), adagrad.init(params)
+  for g in map(jnp.asarray, grads):
+    u, s_ours = ours.update(g, s_ours)
+    p_ours = optax.apply_updates(p_ours, u)
+    u, s_ada = adagrad.update(g, s_ada)
+    p_ada = optax.apply_updates(p_ada, u)
+  np.testing.assert_allclose(p_ours, p_ada, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(
+      s_ours[0].grad_sum + eps, s_ada[0].sum_of_squares, rtol=1e-6
+  )

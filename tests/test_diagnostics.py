@@ -1,0 +1,58 @@
+"""Diagnostics: grad_sum summaries and state bytes, checked by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from classp_optax import classp
+from classp_optax import classp_stats
+from classp_optax import find_classp_state
+from classp_optax import scale_by_classp
+from classp_optax import tree_bytes
+
+
+def test_stats_by_hand():
+  tx = classp(0.1, threshold=1.0, power=1)
+  params = {'a': jnp.zeros(4), 'b': jnp.zeros((2, 2))}
+  state = tx.init(params)
+  grads = {'a': jnp.array([2.0, 0.5, -3.0, 0.0]),
+           'b': jnp.array([[1.5, 0.0], [0.0, 0.0]])}
+  updates, state = jax.jit(tx.update)(grads, state)
+  stats = jax.jit(classp_stats)(state, updates)
+  # grad_sum: a = [2, 0, 3, 0], b = [1.5, 0, 0, 0]; 3 of 8 weights updated.
+  np.testing.assert_allclose(stats.mean_grad_sum, 6.5 / 8)
+  np.testing.assert_allclose(stats.capacity_used, 3 / 8)
+  np.testing.assert_allclose(stats.fraction_updated, 3 / 8)
+  # A second step touching one new weight: capacity grows, the step is sparse.
+  grads = jax.tree.map(jnp.zeros_like, grads)
+  grads['b'] = grads['b'].at[1, 1].set(-2.0)
+  updates, state = tx.update(grads, state)
+  stats = classp_stats(state, updates)
+  np.testing.assert_allclose(stats.capacity_used, 4 / 8)
+  np.testing.assert_allclose(stats.fraction_updated, 1 / 8)
+  assert classp_stats(state).fraction_updated is None
+
+
+def test_find_classp_state_in_wrapped_states():
+  params = jnp.zeros(3)
+  inner = scale_by_classp()
+  for tx in (inner, classp(0.1), optax.inject_hyperparams(classp)(0.1),
+             optax.chain(optax.clip(1.0), classp(0.1))):
+    assert find_classp_state(tx.init(params)).grad_sum.shape == (3,)
+  with pytest.raises(ValueError, match='exactly one ClasspState, found 0'):
+    find_classp_state(optax.sgd(0.1).init(params))
+  two = optax.chain(classp(0.1), classp(0.1))
+  with pytest.raises(ValueError, match='found 2'):
+    find_classp_state(two.init(params))
+
+
+def test_tree_bytes():
+  params = {'w': jnp.zeros((10, 3)), 'h': jnp.zeros(5, jnp.bfloat16)}
+  assert tree_bytes(params) == 30 * 4 + 5 * 2
+  # bf16 parameters get a float32 accumulator: 4 bytes each.
+  assert tree_bytes(classp(0.1).init(params)) == 35 * 4
+  assert tree_bytes(optax.adam(0.1).init(params)) == 2 * (120 + 10) + 4
+  abstract = jax.eval_shape(classp(0.1).init, params)
+  assert tree_bytes(abstract) == 35 * 4
