@@ -12,11 +12,21 @@ from classp_optax._diagnostics import ClasspStats
 from classp_optax._diagnostics import classp_stats
 from classp_optax._diagnostics import find_classp_state
 from classp_optax._diagnostics import tree_bytes
+from classp_optax._ewc import EWC_MODES
+from classp_optax._ewc import EwcState
+from classp_optax._ewc import add_ewc_penalty
+from classp_optax._ewc import consolidate_ewc
+from classp_optax._ewc import empirical_fisher
 from classp_optax._hyperparams import set_hyperparams
 
 __version__ = '0.1.0'
 
 __all__ = [
+    'EWC_MODES',
+    'EwcState',
+    'add_ewc_penalty',
+    'consolidate_ewc',
+    'empirical_fisher',
     'ClasspState',
     'ClasspStats',
     'classp',

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from classp_optax import _state_search
 from classp_optax._classp import ClasspState
 
 
@@ -28,19 +29,7 @@ class ClasspStats(NamedTuple):
 
 def find_classp_state(opt_state) -> ClasspState:
   """The one :class:`ClasspState` inside an optimizer state (chain, inject...)."""
-  found = [
-      node
-      for node in jax.tree.leaves(
-          opt_state, is_leaf=lambda x: isinstance(x, ClasspState)
-      )
-      if isinstance(node, ClasspState)
-  ]
-  if len(found) != 1:
-    raise ValueError(
-        'opt_state must contain exactly one ClasspState, found '
-        f'{len(found)}.'
-    )
-  return found[0]
+  return _state_search.find_unique(opt_state, ClasspState, 'ClasspState')
 
 
 def _fraction(tree, predicate) -> jax.Array:

@@ -1,8 +1,9 @@
 """Changing injected hyperparameters between tasks without recompiling."""
 
-import jax
 import jax.numpy as jnp
 import optax
+
+from classp_optax import _state_search
 
 # optax.inject_hyperparams builds the stateful variant since optax 0.2.5.
 _INJECTED_STATES = (
@@ -39,15 +40,10 @@ def set_hyperparams(opt_state, **values):
     ValueError: if no single injected state is found, or a name is not one of
       its numeric hyperparameters.
   """
-  is_injected = lambda x: isinstance(x, _INJECTED_STATES)
-  found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_injected)
-           if is_injected(x)]
-  if len(found) != 1:
-    raise ValueError(
-        'opt_state must contain exactly one InjectHyperparamsState (from '
-        f'optax.inject_hyperparams), found {len(found)}.'
-    )
-  old = found[0]
+  old = _state_search.find_unique(
+      opt_state, _INJECTED_STATES,
+      'InjectHyperparamsState (from optax.inject_hyperparams)',
+  )
   unknown = sorted(set(values) - set(old.hyperparams))
   if unknown:
     raise ValueError(
@@ -58,6 +54,4 @@ def set_hyperparams(opt_state, **values):
   for name, value in values.items():
     hyperparams[name] = jnp.asarray(value, dtype=jnp.dtype(old.hyperparams[name].dtype))
   new = old._replace(hyperparams=hyperparams)
-  return jax.tree.map(
-      lambda x: new if x is old else x, opt_state, is_leaf=is_injected
-  )
+  return _state_search.replace_node(opt_state, old, new)

@@ -1,0 +1,180 @@
+"""Times one optimizer step (update + apply, jitted, buffers donated).
+
+For each size (parameters in float32, split over 10 leaves) it times CLASSP with
+power 1, 2 and 3 against optax.adagrad and optax.sgd, and, when PyTorch is
+installed, PyTorch's fused Adagrad and CLASSP written as the reference PyTorch
+code writes it (a Python loop over parameters of unfused tensor ops). A copy
+probe measures the memory bandwidth the machine gives a single pass.
+
+It prints medians over repeated runs, ratios against optax.adagrad, and the
+effective bandwidth: CLASSP moves 5 floats per parameter per step (reads the
+parameter, gradient and grad_sum; writes the parameter and grad_sum).
+
+    python benchmarks/step_speed.py --sizes 1e6 1e7 5e7 --repeats 9
+    python benchmarks/step_speed.py --sizes 1e6 --hlo   # fusions per step
+"""
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from classp_optax import classp
+
+try:
+  import torch
+except ImportError:
+  torch = None
+
+N_LEAVES = 10
+FLOATS_MOVED = 5  # per parameter per step, for every method timed here
+BASELINE = 'optax.adagrad'
+
+
+def leaf_sizes(total):
+  base = total // N_LEAVES
+  return [base + (1 if i < total % N_LEAVES else 0) for i in range(N_LEAVES)]
+
+
+def optax_methods():
+  return {
+      'classp p=1': classp(1e-3, threshold=1e-8, power=1),
+      'classp p=2': classp(1e-3, threshold=1e-8, power=2),
+      'classp p=3': classp(1e-3, threshold=1e-8, power=3),
+      'optax.adagrad': optax.adagrad(1e-3, initial_accumulator_value=1e-5, eps=0),
+      'optax.sgd': optax.sgd(1e-3),
+  }
+
+
+def make_optax_step(tx, total):
+  """A jitted, donated step and a closure that runs it once to completion."""
+  keys = jax.random.split(jax.random.key(0), N_LEAVES)
+  sizes = leaf_sizes(total)
+  params = [jnp.zeros(n, jnp.float32) for n in sizes]
+  grads = [jax.random.normal(k, (n,)) for k, n in zip(keys, sizes, strict=True)]
+
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  jitted = jax.jit(step, donate_argnums=(0, 1))
+  carry = [params, tx.init(params)]
+
+  def run_once():
+    carry[0], carry[1] = jitted(carry[0], carry[1], grads)
+    jax.block_until_ready(carry)
+
+  return run_once, jitted.lower(params, carry[1], grads)
+
+
+def copy_probe(total):
+  """One read and one write of ``total`` floats: the bandwidth ceiling."""
+  x = jnp.ones(total, jnp.float32)
+  add_one = jax.jit(lambda x: x + 1.0, donate_argnums=0)
+  carry = [x]
+
+  def run_once():
+    carry[0] = add_one(carry[0])
+    jax.block_until_ready(carry[0])
+
+  return run_once
+
+
+def torch_methods(total):
+  """PyTorch's fused Adagrad and the reference-style CLASSP loop."""
+  torch.manual_seed(0)
+  sizes = leaf_sizes(total)
+  params = [torch.zeros(n, requires_grad=True) for n in sizes]
+  for p in params:
+    p.grad = torch.randn(p.shape)
+  adagrad = torch.optim.Adagrad(params, lr=1e-3, fused=True)
+
+  grad_sums = [torch.zeros_like(p) for p in params]
+
+  @torch.no_grad()
+  def reference_style_classp(lr=1e-3, threshold=1e-8, power=2.0, eps=1e-5):
+    for p, grad_sum in zip(params, grad_sums, strict=True):
+      grad = p.grad
+      mask = grad**2 > threshold
+      grad_sum.add_(torch.where(mask, grad.abs() ** power, 0.0))
+      step = lr / (eps + grad_sum) ** (1.0 / power)
+      p.sub_(torch.where(mask, step * grad, 0.0))
+
+  return {
+      'torch Adagrad fused': adagrad.step,
+      'torch reference-style classp': reference_style_classp,
+  }
+
+
+def time_it(run_once, repeats, warmup=2):
+  for _ in range(warmup):
+    run_once()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run_once()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def count_fusions(lowered):
+  hlo = lowered.compile().as_text()
+  entry = hlo[hlo.index('ENTRY'):]
+  return entry.count(' fusion('), entry.count('\n') - 1
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--sizes', type=float, nargs='+', default=[1e6, 1e7, 5e7])
+  parser.add_argument('--repeats', type=int, default=9)
+  parser.add_argument('--hlo', action='store_true',
+                      help='also print the fusions in each compiled step')
+  args = parser.parse_args()
+
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}; '
+        f'{platform.processor() or platform.machine()}; '
+        f'torch {torch.__version__ if torch else "absent (rows skipped)"}')
+  for total in map(int, args.sizes):
+    runners = {}
+    for name, tx in optax_methods().items():
+      runners[name], lowered = make_optax_step(tx, total)
+      if args.hlo:
+        fusions, instructions = count_fusions(lowered)
+        print(f'  {name}: {fusions} fusions in {instructions} entry '
+              f'instructions for {N_LEAVES} leaves')
+    if torch is not None:
+      runners.update(torch_methods(total))
+    runners['copy probe (x + 1)'] = copy_probe(total)
+
+    # Interleave the methods, one run each per round, so that the machine's
+    # noise falls on all of them alike.
+    for run_once in runners.values():
+      time_it(run_once, repeats=0)
+    samples = {name: [] for name in runners}
+    for _ in range(args.repeats):
+      for name, run_once in runners.items():
+        samples[name] += time_it(run_once, repeats=1, warmup=0)
+
+    medians = {name: statistics.median(t) for name, t in samples.items()}
+    print(f'\n{total:,} parameters, median of {args.repeats} runs')
+    print(f'{"method":30} {"ms":>9} {"vs adagrad":>11} {"GB/s":>7}')
+    for name, seconds in medians.items():
+      floats = 2 if name.startswith('copy') else FLOATS_MOVED
+      gbps = floats * 4 * total / seconds / 1e9
+      ratio = seconds / medians[BASELINE]
+      print(f'{name:30} {seconds * 1e3:9.2f} {ratio:11.2f} {gbps:7.1f}')
+    if torch is not None:
+      slowest = max(medians[n] for n in medians if n.startswith('classp'))
+      speedup = medians['torch reference-style classp'] / slowest
+      print(f'slowest classp is {speedup:.1f}x faster than reference-style')
+    p2 = medians['classp p=2']
+    print(f'classp p=3 / p=2: {medians["classp p=3"] / p2:.2f}')
+
+
+if __name__ == '__main__':
+  main()

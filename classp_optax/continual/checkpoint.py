@@ -1,0 +1,123 @@
+"""Atomic, checked checkpoints of a continual run, with orbax-checkpoint.
+
+After each task the loop saves the model's state (weights and dropout RNG),
+the optimizer's state (CLASSP's ``grad_sum`` is the memory of past tasks),
+and a JSON record: the run's fingerprint, the tasks done, the accuracy rows
+so far. Orbax writes each checkpoint to a temporary folder and renames it
+when complete, so a run killed while saving leaves the previous one intact.
+
+A restore compares the fingerprint (method, hyperparameters, benchmark,
+seed) and every array's path, shape and dtype with the run being resumed, and
+refuses a mismatch with a ValueError before any state is touched.
+"""
+
+import pathlib
+
+from flax import nnx
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def _flatten(tree) -> dict[str, np.ndarray]:
+  """``{path: array}``, typed PRNG keys stored as their raw key data."""
+  flat = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    name = '.'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    flat[name] = np.asarray(leaf)
+  return flat
+
+
+def _unflatten(flat: dict, like):
+  """The inverse of :func:`_flatten` onto the structure of ``like``."""
+  leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(like)
+  names = list(_flatten(like))
+  leaves = []
+  for name, (_, old) in zip(names, leaves_with_path, strict=True):
+    value = flat[name]
+    if jax.dtypes.issubdtype(old.dtype, jax.dtypes.prng_key):
+      value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(old))
+    leaves.append(value)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _signature(flat: dict) -> dict[str, list]:
+  return {k: [list(v.shape), str(v.dtype)] for k, v in flat.items()}
+
+
+class RunCheckpointer:
+  """Saves and restores one run (one method on one stream) by task index."""
+
+  def __init__(self, directory, fingerprint: dict, max_to_keep: int = 2):
+    self.fingerprint = fingerprint
+    self._manager = ocp.CheckpointManager(
+        pathlib.Path(directory).absolute(),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, enable_async_checkpointing=False,
+            create=True,
+        ),
+    )
+
+  def latest_task(self) -> int | None:
+    """The index of the last task saved, or None."""
+    return self._manager.latest_step()
+
+  def save(self, task: int, model, optimizer, record: dict) -> None:
+    flat = _flatten(nnx.state((model, optimizer)))
+    record = dict(record, fingerprint=self.fingerprint,
+                  signature=_signature(flat))
+    self._manager.save(task, args=ocp.args.Composite(
+        arrays=ocp.args.StandardSave(flat),
+        record=ocp.args.JsonSave(record),
+    ))
+    self._manager.wait_until_finished()
+
+  def restore(self, model, optimizer) -> dict:
+    """Loads the latest checkpoint into ``model`` and ``optimizer``.
+
+    Returns:
+      The JSON record saved with it.
+
+    Raises:
+      ValueError: if it belongs to another run, model or optimizer.
+    """
+    task = self.latest_task()
+    if task is None:
+      raise ValueError('no checkpoint to resume from.')
+    record = self._manager.restore(
+        task, args=ocp.args.Composite(record=ocp.args.JsonRestore())
+    )['record']
+    if record['fingerprint'] != self.fingerprint:
+      diff = sorted(
+          k for k in set(record['fingerprint']) | set(self.fingerprint)
+          if record['fingerprint'].get(k) != self.fingerprint.get(k)
+      )
+      raise ValueError(
+          f'checkpoint in {self._manager.directory} is from another run: '
+          f'{", ".join(diff)} differ (saved {record["fingerprint"]}, now '
+          f'{self.fingerprint}).'
+      )
+    state = nnx.state((model, optimizer))
+    expected = _signature(_flatten(state))
+    if record['signature'] != expected:
+      diff = sorted(
+          k for k in set(record['signature']) | set(expected)
+          if record['signature'].get(k) != expected.get(k)
+      )
+      raise ValueError(
+          f'checkpoint in {self._manager.directory} holds another model or '
+          f'optimizer: arrays {diff[:5]} differ in name, shape or dtype.'
+      )
+    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+                for k, v in _flatten(state).items()}
+    flat = self._manager.restore(
+        task, args=ocp.args.Composite(
+            arrays=ocp.args.StandardRestore(abstract))
+    )['arrays']
+    nnx.update((model, optimizer), _unflatten(flat, state))
+    return record
+
+  def close(self):
+    self._manager.close()

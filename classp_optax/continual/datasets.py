@@ -1,0 +1,178 @@
+"""Image-classification datasets: scikit-learn's digits, MNIST, Fashion-MNIST.
+
+Images come back as float32 ``(n, height, width, 1)`` in ``[0, 1]``, labels as
+int32. MNIST-style data is read from IDX files in a directory given as an
+argument or by the ``CLASSP_DATA_DIR`` environment variable; a user with
+internet access may opt in to :func:`download`, which checks each file's
+sha256.
+"""
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+import shutil
+import tempfile
+import urllib.request
+
+import numpy as np
+
+from classp_optax.continual import idx
+
+DATA_DIR_ENV = 'CLASSP_DATA_DIR'
+
+IDX_FILES = {
+    'train_images': 'train-images-idx3-ubyte',
+    'train_labels': 'train-labels-idx1-ubyte',
+    'test_images': 't10k-images-idx3-ubyte',
+    'test_labels': 't10k-labels-idx1-ubyte',
+}
+
+# The files as the public mirrors serve them (gzip), with their sha256.
+MIRRORS = {
+    'mnist': {
+        'url': 'https://storage.googleapis.com/cvdf-datasets/mnist/',
+        'sha256': {
+            'train_images': '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609',
+            'train_labels': '3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c',
+            'test_images': '8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6',
+            'test_labels': 'f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6',
+        },
+    },
+    'fashion-mnist': {
+        'url': 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
+        'sha256': {
+            'train_images': '3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84',
+            'train_labels': 'a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845',
+            'test_images': '346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073',
+            'test_labels': '67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5',
+        },
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """A labelled train/test split of images."""
+
+  name: str
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  num_classes: int = 10
+
+  def __post_init__(self):
+    for split in ('train', 'test'):
+      x, y = getattr(self, f'x_{split}'), getattr(self, f'y_{split}')
+      if len(x) != len(y):
+        raise ValueError(
+            f'{self.name}: {len(x)} {split} images but {len(y)} labels.'
+        )
+
+
+def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
+  """scikit-learn's 1,797 8x8 digits, split train/test stratified by class.
+
+  They ship inside scikit-learn: no download, no data directory.
+  """
+  from sklearn import datasets as sk_datasets  # noqa: PLC0415
+  from sklearn import model_selection  # noqa: PLC0415
+
+  digits = sk_datasets.load_digits()
+  images = (digits.images / 16.0).astype(np.float32)[..., None]
+  labels = digits.target.astype(np.int32)
+  x_train, x_test, y_train, y_test = model_selection.train_test_split(
+      images, labels, test_size=test_fraction, random_state=seed,
+      stratify=labels,
+  )
+  return Dataset('digits', x_train, y_train, x_test, y_test)
+
+
+def resolve_data_dir(data_dir=None) -> pathlib.Path:
+  """``data_dir``, else ``$CLASSP_DATA_DIR``; a clear error if neither."""
+  data_dir = data_dir or os.environ.get(DATA_DIR_ENV)
+  if not data_dir:
+    raise ValueError(
+        f'data_dir is needed for this dataset: pass --data-dir or set '
+        f'{DATA_DIR_ENV} to a folder holding mnist/ and fashion-mnist/.'
+    )
+  return pathlib.Path(data_dir).expanduser()
+
+
+def _find_file(folder: pathlib.Path, stem: str) -> pathlib.Path:
+  for candidate in (folder / f'{stem}.gz', folder / stem):
+    if candidate.is_file():
+      return candidate
+  raise idx.IdxError(f'{folder}: no {stem}.gz or {stem} found.')
+
+
+def load_idx_dataset(name: str, data_dir=None) -> Dataset:
+  """MNIST-style data from ``<data_dir>/<name>/`` (or ``data_dir`` itself).
+
+  Args:
+    name: ``'mnist'`` or ``'fashion-mnist'``.
+    data_dir: the folder; defaults to ``$CLASSP_DATA_DIR``.
+
+  Raises:
+    ValueError: no data directory. IdxError: a missing, truncated or corrupt
+      file, or images and labels that disagree.
+  """
+  root = resolve_data_dir(data_dir)
+  folder = root / name if (root / name).is_dir() else root
+  arrays = {}
+  for split in ('train', 'test'):
+    images, labels = idx.read_image_label_pair(
+        _find_file(folder, IDX_FILES[f'{split}_images']),
+        _find_file(folder, IDX_FILES[f'{split}_labels']),
+    )
+    arrays[f'x_{split}'] = (images.astype(np.float32) / 255.0)[..., None]
+    arrays[f'y_{split}'] = labels
+  return Dataset(name, **arrays)
+
+
+def sha256_of(path) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def download(name: str, data_dir=None, base_url: str | None = None) -> pathlib.Path:
+  """Downloads a dataset's four IDX files into ``<data_dir>/<name>/``.
+
+  Each file is written under a temporary name, checked against its sha256,
+  and only then moved into place; files already present with the right hash
+  are kept.
+
+  Args:
+    name: a key of :data:`MIRRORS`.
+    data_dir: where to put it; defaults to ``$CLASSP_DATA_DIR``.
+    base_url: another mirror serving the same files.
+
+  Returns:
+    The dataset's folder.
+
+  Raises:
+    ValueError: an unknown name, or a file whose sha256 does not match.
+  """
+  if name not in MIRRORS:
+    raise ValueError(f'name must be one of {sorted(MIRRORS)}, got {name!r}.')
+  mirror = MIRRORS[name]
+  folder = resolve_data_dir(data_dir) / name
+  folder.mkdir(parents=True, exist_ok=True)
+  for key, stem in IDX_FILES.items():
+    target = folder / f'{stem}.gz'
+    expected = mirror['sha256'][key]
+    if target.is_file() and sha256_of(target) == expected:
+      continue
+    url = (base_url or mirror['url']) + f'{stem}.gz'
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
+      with urllib.request.urlopen(url, timeout=60) as response:
+        shutil.copyfileobj(response, tmp)
+    if sha256_of(tmp.name) != expected:
+      os.unlink(tmp.name)
+      raise ValueError(f'{url}: sha256 mismatch, expected {expected}.')
+    os.replace(tmp.name, target)
+  return folder

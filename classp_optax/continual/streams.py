@@ -1,0 +1,145 @@
+"""Task streams, named as in avalanche: permuted, split, and dataset sequences."""
+
+from collections.abc import Sequence
+import dataclasses
+
+import numpy as np
+
+from classp_optax.continual.datasets import Dataset
+
+HEADS = ('shared', 'per-task')
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+  """One task of a stream.
+
+  Attributes:
+    name: a short label for tables and plots.
+    dataset: the images and labels it draws from.
+    train_index, test_index: the examples of ``dataset`` in this task.
+    classes: the labels this task uses.
+    own_head: if True the model is scored only on ``classes`` (task-
+      incremental, multi-head); else on every class (shared head).
+    permutation: a fixed permutation of the flattened pixels, or None.
+  """
+
+  name: str
+  dataset: Dataset
+  train_index: np.ndarray
+  test_index: np.ndarray
+  classes: tuple[int, ...]
+  own_head: bool = False
+  permutation: np.ndarray | None = None
+
+  @property
+  def num_train(self) -> int:
+    return len(self.train_index)
+
+  def _inputs(self, images: np.ndarray) -> np.ndarray:
+    if self.permutation is None:
+      return images
+    flat = images.reshape(len(images), -1)[:, self.permutation]
+    return flat.reshape(images.shape)
+
+  def train_batch(self, positions: np.ndarray):
+    """Images and labels at ``positions`` in this task's training set."""
+    rows = self.train_index[positions]
+    return self._inputs(self.dataset.x_train[rows]), self.dataset.y_train[rows]
+
+  def test_set(self):
+    rows = self.test_index
+    return self._inputs(self.dataset.x_test[rows]), self.dataset.y_test[rows]
+
+  def logit_mask(self) -> np.ndarray:
+    """Which outputs are scored: this task's classes, or all of them."""
+    mask = np.zeros(self.dataset.num_classes, bool)
+    mask[list(self.classes) if self.own_head else slice(None)] = True
+    return mask
+
+
+def _all(n):
+  return np.arange(n)
+
+
+def permuted(dataset: Dataset, num_tasks: int, seed: int = 0) -> list[Task]:
+  """PermutedMNIST-style tasks: task 0 the identity, then seeded permutations."""
+  if num_tasks < 1:
+    raise ValueError(f'num_tasks must be >= 1, got {num_tasks}.')
+  rng = np.random.default_rng(seed)
+  num_pixels = int(np.prod(dataset.x_train.shape[1:]))
+  classes = tuple(range(dataset.num_classes))
+  tasks = []
+  for t in range(num_tasks):
+    permutation = None if t == 0 else rng.permutation(num_pixels)
+    tasks.append(Task(
+        name=f'{dataset.name} p{t}', dataset=dataset,
+        train_index=_all(len(dataset.y_train)),
+        test_index=_all(len(dataset.y_test)),
+        classes=classes, permutation=permutation,
+    ))
+  return tasks
+
+
+def split(
+    dataset: Dataset,
+    groups: Sequence[Sequence[int]] | None = None,
+    heads: str = 'shared',
+) -> list[Task]:
+  """Split tasks: each task a group of classes (by default, pairs 0-1, 2-3...).
+
+  Args:
+    dataset: the data.
+    groups: the classes of each task; disjoint.
+    heads: ``'shared'`` (class-incremental: every output is scored) or
+      ``'per-task'`` (task-incremental: only the task's classes are).
+  """
+  if heads not in HEADS:
+    raise ValueError(f'heads must be one of {HEADS}, got {heads!r}.')
+  if groups is None:
+    groups = [(c, c + 1) for c in range(0, dataset.num_classes - 1, 2)]
+  seen = [c for g in groups for c in g]
+  if len(seen) != len(set(seen)) or not set(seen) <= set(
+      range(dataset.num_classes)):
+    raise ValueError(
+        f'groups must be disjoint classes in [0, {dataset.num_classes}), '
+        f'got {groups}.'
+    )
+  return [
+      Task(
+          name=f'{dataset.name} {"-".join(map(str, g))}', dataset=dataset,
+          train_index=np.flatnonzero(np.isin(dataset.y_train, g)),
+          test_index=np.flatnonzero(np.isin(dataset.y_test, g)),
+          classes=tuple(g), own_head=heads == 'per-task',
+      )
+      for g in groups
+  ]
+
+
+def sequence(*datasets: Dataset) -> list[Task]:
+  """Whole datasets one after another (MNIST then Fashion-MNIST), shared head."""
+  shapes = {d.x_train.shape[1:] for d in datasets}
+  if len(shapes) != 1:
+    raise ValueError(f'datasets must share an image shape, got {shapes}.')
+  return [
+      Task(name=d.name, dataset=d, train_index=_all(len(d.y_train)),
+           test_index=_all(len(d.y_test)),
+           classes=tuple(range(d.num_classes)))
+      for d in datasets
+  ]
+
+
+def hold_out_validation(dataset: Dataset, fraction: float, seed: int = 0) -> Dataset:
+  """A dataset whose test split is ``fraction`` of the training data.
+
+  For tuning: choose hyperparameters on this, never on the real test set.
+  """
+  if not 0 < fraction < 1:
+    raise ValueError(f'fraction must be in (0, 1), got {fraction}.')
+  order = np.random.default_rng(seed).permutation(len(dataset.y_train))
+  n_val = int(round(fraction * len(order)))
+  val, train = order[:n_val], order[n_val:]
+  return Dataset(
+      f'{dataset.name}-val', dataset.x_train[train], dataset.y_train[train],
+      dataset.x_train[val], dataset.y_train[val], dataset.num_classes,
+  )
