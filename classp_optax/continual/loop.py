@@ -7,16 +7,17 @@ task and the epoch, and the dropout RNG lives in the model's checkpointed
 state, so a resumed run repeats exactly what an uninterrupted run does.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 import dataclasses
 import time
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm.auto import tqdm
@@ -234,6 +235,11 @@ def train_continual(
       wall_time = record['wall_time']
   placement.replicate(model, optimizer)
 
+  def steps_for(t):
+    return tasks[t].num_train // config.batch_size * config.epochs_for(t)
+
+  bar = tqdm(total=sum(steps_for(t) for t in range(first_task, num_tasks)),
+             desc=method.name, disable=not progress, leave=False)
   for t in range(first_task, num_tasks):
     start = time.perf_counter()
     task = tasks[t]
@@ -244,9 +250,7 @@ def train_continual(
         placement.replicate(optimizer)
     mask = jnp.asarray(task.logit_mask())
     steps_per_epoch = task.num_train // config.batch_size
-    bar = tqdm(total=steps_per_epoch * config.epochs_for(t),
-               desc=f'{method.name} {task.name}', disable=not progress,
-               leave=False)
+    bar.set_postfix_str(task.name)
     step = 0
     for epoch in range(config.epochs_for(t)):
       order = np.random.default_rng([config.seed, t, epoch]).permutation(
@@ -259,7 +263,6 @@ def train_continual(
         bar.update()
         if on_step is not None:
           on_step(t, step, float(loss))
-    bar.close()
     if method.ewc_mode is not None:
       fisher = task_fisher(model, task, config.fisher_samples, config.seed)
       _consolidate(model, optimizer, fisher, method)
@@ -272,6 +275,7 @@ def train_continual(
       checkpointer.save(t, model, optimizer, dict(
           task=t, accuracy=accuracy[:t + 1].tolist(), wall_time=wall_time))
 
+  bar.close()
   if checkpointer is not None:
     checkpointer.close()
   return RunResult(

@@ -1,0 +1,118 @@
+"""The continual loop: accuracy matrix, resume after a kill, refusal of
+foreign checkpoints, data parallelism, per-task hyperparameters."""
+
+import dataclasses
+
+import jax
+from jax.sharding import Mesh
+import numpy as np
+import pytest
+
+from classp_optax.continual import loop
+from classp_optax.continual import methods
+from classp_optax.continual import models
+from classp_optax.continual import streams
+from classp_optax.continual.datasets import load_digits
+
+CONFIG = loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128, seed=3,
+                          fisher_samples=64)
+
+
+@pytest.fixture(scope='module')
+def tasks():
+  return streams.split(load_digits(), heads='per-task')[:3]
+
+
+def cnn():
+  return models.make_model('cnn', (8, 8, 1), 10, seed=0)
+
+
+def mlp(hidden=(32,)):
+  return lambda: models.make_model('mlp', (8, 8, 1), 10, seed=0, hidden=hidden)
+
+
+class Interrupted(Exception):
+  pass
+
+
+def test_accuracy_matrix_is_filled(tasks):
+  result = loop.train_continual(mlp(), tasks, methods.sgd_method(0.1), CONFIG)
+  r = result.accuracy
+  assert r.shape == (3, 3)
+  assert np.all((0 <= r) & (r <= 1))
+  assert np.all(np.diag(r) > 0.85)  # each pair is learnt
+  assert result.state_bytes == 0 and result.summary['forgetting'] >= 0
+
+
+@pytest.mark.parametrize('method', [
+    methods.classp_method(0.05, threshold=1e-4),
+    methods.ewc_method(0.1, strength=50.0),
+])
+def test_killed_mid_task_and_resumed_equals_uninterrupted(tasks, tmp_path, method):
+  straight = loop.train_continual(cnn, tasks, method, CONFIG)
+
+  def kill_in_task_two(task, step, loss):
+    if task == 1 and step == 10:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    loop.train_continual(cnn, tasks, method, CONFIG, checkpoint_dir=tmp_path,
+                         on_step=kill_in_task_two)
+  resumed_steps = []
+  resumed = loop.train_continual(
+      cnn, tasks, method, CONFIG, checkpoint_dir=tmp_path,
+      on_step=lambda task, step, loss: resumed_steps.append(task))
+  assert resumed_steps[0] == 1  # task 0 was not trained again
+  np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
+  assert resumed.state_bytes == straight.state_bytes > 0
+
+
+def test_foreign_checkpoints_are_refused_before_anything_changes(tasks, tmp_path):
+  sgd = methods.sgd_method(0.1)
+  loop.train_continual(mlp(), tasks[:1], sgd, CONFIG, checkpoint_dir=tmp_path)
+  with pytest.raises(ValueError, match='from another run: hyperparams, method'):
+    loop.train_continual(mlp(), tasks[:1], methods.adam_method(), CONFIG,
+                         checkpoint_dir=tmp_path)
+  with pytest.raises(ValueError, match='another model or optimizer'):
+    loop.train_continual(mlp(hidden=(16,)), tasks[:1], sgd, CONFIG,
+                         checkpoint_dir=tmp_path)
+  # The checkpoint is intact: the right run resumes from it, finished.
+  done = loop.train_continual(mlp(), tasks[:1], sgd, CONFIG,
+                              checkpoint_dir=tmp_path,
+                              on_step=lambda *a: pytest.fail('retrained'))
+  assert done.accuracy[0, 0] > 0.85
+
+
+def test_data_parallel_on_eight_devices_matches_one_device(tasks):
+  method = methods.classp_method(0.05, threshold=1e-4)
+  one = loop.train_continual(mlp(), tasks, method, CONFIG)
+  mesh = Mesh(np.array(jax.devices()), ('data',))
+  assert mesh.devices.size == 8
+  eight = loop.train_continual(mlp(), tasks, method, CONFIG, mesh=mesh)
+  np.testing.assert_allclose(eight.accuracy, one.accuracy, atol=1 / 70)
+  with pytest.raises(ValueError, match='batch_size must be a multiple of the 8'):
+    loop.train_continual(mlp(), tasks, method,
+                         loop.TrainConfig(batch_size=12), mesh=mesh)
+
+
+def test_classp_schedule_switches_hyperparameters_and_keeps_memory(tasks):
+  method = methods.classp_method(0.05, threshold=1e-3, decay_from_task=1)
+  first, later = method.optimizer_for_task(0), method.optimizer_for_task(1)
+  grads = {'w': jax.numpy.array([2.0])}
+  state = first.init(grads)
+  u0, state = first.update(grads, state)
+  np.testing.assert_allclose(u0['w'], [-0.1])  # plain step: lr * g
+  u1, _ = later.update(grads, state)
+  np.testing.assert_allclose(u1['w'], [-0.05 * 2 / (1e-5 + 4)], rtol=1e-6)
+
+  result = loop.train_continual(mlp(), tasks, method, CONFIG)
+  assert result.summary['average_accuracy'] > 0.8
+
+
+def test_reset_state_starts_each_task_afresh(tasks):
+  kept = methods.adagrad_method(0.05)
+  reset = dataclasses.replace(kept, reset_state=True)
+  a = loop.train_continual(mlp(), tasks[:2], kept, CONFIG)
+  b = loop.train_continual(mlp(), tasks[:2], reset, CONFIG)
+  np.testing.assert_array_equal(a.accuracy[0], b.accuracy[0])
+  assert not np.array_equal(a.accuracy[1], b.accuracy[1])

@@ -1,0 +1,46 @@
+"""Continual-learning metrics against a matrix worked out by hand."""
+
+import numpy as np
+import pytest
+
+from classp_optax.continual import metrics
+
+# R[i, j]: accuracy on task j after training task i.
+R = np.array([
+    [0.90, 0.10, 0.05],
+    [0.70, 0.80, 0.20],
+    [0.60, 0.85, 0.95],
+])
+
+
+def test_metrics_by_hand():
+  assert metrics.average_accuracy(R) == pytest.approx((0.60 + 0.85 + 0.95) / 3)
+  assert metrics.learning_accuracy(R) == pytest.approx((0.90 + 0.80 + 0.95) / 3)
+  # BWT: (0.60 - 0.90 + 0.85 - 0.80) / 2 = -0.125; negative = forgot.
+  assert metrics.backward_transfer(R) == pytest.approx(-0.125)
+  # Forgetting: task 0 best 0.90 -> 0.60 (0.30); task 1 best 0.80 -> 0.85
+  # (-0.05): mean 0.125.
+  assert metrics.forgetting(R) == pytest.approx(0.125)
+
+
+def test_forgetting_uses_the_best_earlier_accuracy_not_the_diagonal():
+  r = np.array([[0.5, 0.0, 0.0], [0.9, 0.7, 0.0], [0.6, 0.7, 0.8]])
+  # Task 0 peaked after task 1 (0.9): forgot 0.3; BWT only sees 0.6 - 0.5.
+  assert metrics.forgetting(r) == pytest.approx((0.3 + 0.0) / 2)
+  assert metrics.backward_transfer(r) == pytest.approx((0.1 + 0.0) / 2)
+
+
+def test_no_forgetting_and_single_task():
+  perfect = np.triu(np.ones((4, 4))).T
+  assert metrics.forgetting(perfect) == 0.0
+  assert metrics.backward_transfer(perfect) == 0.0
+  one = np.array([[0.7]])
+  assert metrics.summarize(one) == {
+      'average_accuracy': 0.7, 'forgetting': 0.0, 'backward_transfer': 0.0,
+      'learning_accuracy': 0.7}
+
+
+@pytest.mark.parametrize('bad', [np.zeros((2, 3)), np.zeros(3), np.zeros((0, 0))])
+def test_rejects_non_square(bad):
+  with pytest.raises(ValueError, match='T x T'):
+    metrics.average_accuracy(bad)

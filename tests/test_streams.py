@@ -1,0 +1,80 @@
+"""Task streams: permuted, split, sequences, validation hold-out."""
+
+import numpy as np
+import pytest
+
+from classp_optax.continual import streams
+from classp_optax.continual.datasets import Dataset
+
+
+def tiny_dataset(n=40, name='tiny'):
+  rng = np.random.default_rng(1)
+  x = rng.random((n, 3, 2, 1), dtype=np.float32)
+  y = np.arange(n, dtype=np.int32) % 10
+  return Dataset(name, x, y, x[: n // 2] + 1, y[: n // 2])
+
+
+def test_permuted_task_zero_is_identity_and_permutations_are_fixed():
+  ds = tiny_dataset()
+  tasks = streams.permuted(ds, 3, seed=5)
+  x0, y0 = tasks[0].test_set()
+  np.testing.assert_array_equal(x0, ds.x_test)
+  x1, y1 = tasks[1].test_set()
+  perm = tasks[1].permutation
+  assert sorted(perm) == list(range(6)) and list(perm) != list(range(6))
+  np.testing.assert_array_equal(x1.reshape(len(x1), -1),
+                                ds.x_test.reshape(len(x1), -1)[:, perm])
+  np.testing.assert_array_equal(y1, ds.y_test)
+  again = streams.permuted(ds, 3, seed=5)
+  for a, b in zip(tasks[1:], again[1:], strict=True):
+    np.testing.assert_array_equal(a.permutation, b.permutation)
+  assert not np.array_equal(tasks[1].permutation, tasks[2].permutation)
+  xb, _ = tasks[2].train_batch(np.array([3, 1]))
+  np.testing.assert_array_equal(
+      xb.reshape(2, -1), ds.x_train[[3, 1]].reshape(2, -1)[:, tasks[2].permutation])
+  assert tasks[1].logit_mask().all()
+
+
+def test_split_pairs_and_heads():
+  ds = tiny_dataset()
+  shared = streams.split(ds)
+  assert [t.classes for t in shared] == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
+  for t in shared:
+    _, y = t.test_set()
+    assert set(y) == set(t.classes)
+    assert t.logit_mask().all()
+  per_task = streams.split(ds, groups=[(0, 3, 4), (9,)], heads='per-task')
+  np.testing.assert_array_equal(per_task[0].logit_mask(),
+                                np.isin(np.arange(10), [0, 3, 4]))
+  _, y = per_task[1].train_batch(np.arange(per_task[1].num_train))
+  assert set(y) == {9}
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(groups=[(0, 1), (1, 2)]), 'disjoint'),
+    (dict(groups=[(0, 10)]), 'disjoint'),
+    (dict(heads='multi'), 'heads must be one of'),
+])
+def test_split_rejects_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    streams.split(tiny_dataset(), **kwargs)
+
+
+def test_sequence_and_validation_split():
+  a, b = tiny_dataset(name='a'), tiny_dataset(name='b')
+  tasks = streams.sequence(a, b)
+  assert [t.name for t in tasks] == ['a', 'b']
+  assert tasks[1].test_set()[0] is not None
+  with pytest.raises(ValueError, match='image shape'):
+    odd = Dataset('odd', np.zeros((2, 5, 5, 1), np.float32), np.zeros(2, np.int32),
+                  np.zeros((1, 5, 5, 1), np.float32), np.zeros(1, np.int32))
+    streams.sequence(a, odd)
+  val = streams.hold_out_validation(a, 0.25, seed=0)
+  assert len(val.y_test) == 10 and len(val.y_train) == 30
+  train_rows = {x.tobytes() for x in val.x_train}
+  assert not any(x.tobytes() in train_rows for x in val.x_test)
+  assert not any(np.array_equal(x, t) for x in val.x_test for t in a.x_test)
+  with pytest.raises(ValueError, match='fraction'):
+    streams.hold_out_validation(a, 1.0)
+  with pytest.raises(ValueError, match='num_tasks'):
+    streams.permuted(a, 0)
