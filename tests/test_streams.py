@@ -78,3 +78,16 @@ def test_sequence_and_validation_split():
     streams.hold_out_validation(a, 1.0)
   with pytest.raises(ValueError, match='num_tasks'):
     streams.permuted(a, 0)
+
+
+def test_standardize_uses_training_statistics_and_shares_copies():
+  ds = tiny_dataset()
+  tasks = streams.standardize_tasks(streams.permuted(ds, 2))
+  assert tasks[0].dataset is tasks[1].dataset
+  x = tasks[0].dataset.x_train
+  np.testing.assert_allclose([x.mean(), x.std()], [0.0, 1.0], atol=1e-5)
+  mean, std = ds.x_train.mean(), ds.x_train.std()
+  np.testing.assert_allclose(tasks[1].dataset.x_test, (ds.x_test - mean) / std,
+                             rtol=1e-5)
+  np.testing.assert_array_equal(tasks[1].permutation,
+                                streams.permuted(ds, 2)[1].permutation)

@@ -25,6 +25,7 @@ from classp_optax.continual import loop
 from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import plots
+from classp_optax.continual import streams
 from classp_optax.continual.suites import SUITES
 
 
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument('--batch-size', type=int)
   parser.add_argument('--tasks', type=int, help='tasks of a permuted stream')
   parser.add_argument('--model', choices=('mlp', 'cnn'))
+  parser.add_argument('--standardize', action='store_true',
+                      help="scale pixels by the training set's mean and std")
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--data-dir', default=None,
                       help=f'folder with mnist/ and fashion-mnist/; default '
@@ -124,6 +127,8 @@ def run(args) -> list[loop.RunResult]:
       datasets.download(name, args.data_dir)
   tasks = suite.make_tasks(args.data_dir, args.seed,
                            args.tasks or suite.num_tasks)
+  if args.standardize:
+    tasks = streams.standardize_tasks(tasks)
   if not isinstance(epochs, int) and len(epochs) != len(tasks):
     raise ValueError(
         f'--epochs lists {len(epochs)} values for {len(tasks)} tasks.')
@@ -147,8 +152,9 @@ def run(args) -> list[loop.RunResult]:
       shutil.rmtree(ckpt)
     results.append(loop.train_continual(
         make_model, tasks, method, config, checkpoint_dir=ckpt,
-        run_fingerprint=loop.fingerprint(method, args.benchmark, config,
-                                         model_name),
+        run_fingerprint=dict(
+            loop.fingerprint(method, args.benchmark, config, model_name),
+            standardize=args.standardize),
         mesh=mesh, progress=not args.no_progress,
     ))
   title = f'{args.benchmark}, seed {args.seed}'

@@ -71,6 +71,20 @@ class Dataset:
         )
 
 
+def standardize(dataset: Dataset) -> Dataset:
+  """Pixels shifted and scaled by the training split's mean and std.
+
+  As PyTorch's usual MNIST pipeline does (``Normalize((0.1307,), (0.3081,))``);
+  the statistics come from the training images only.
+  """
+  mean, std = dataset.x_train.mean(), dataset.x_train.std()
+  return dataclasses.replace(
+      dataset,
+      x_train=((dataset.x_train - mean) / std).astype(np.float32),
+      x_test=((dataset.x_test - mean) / std).astype(np.float32),
+  )
+
+
 def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
   """scikit-learn's 1,797 8x8 digits, split train/test stratified by class.
 

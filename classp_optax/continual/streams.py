@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 
+from classp_optax.continual import datasets
 from classp_optax.continual.datasets import Dataset
 
 HEADS = ('shared', 'per-task')
@@ -143,3 +144,12 @@ def hold_out_validation(dataset: Dataset, fraction: float, seed: int = 0) -> Dat
       f'{dataset.name}-val', dataset.x_train[train], dataset.y_train[train],
       dataset.x_train[val], dataset.y_train[val], dataset.num_classes,
   )
+
+
+def standardize_tasks(tasks: Sequence[Task]) -> list[Task]:
+  """The same tasks over standardised copies of their datasets (one each)."""
+  copies = {}
+  for task in tasks:
+    if id(task.dataset) not in copies:
+      copies[id(task.dataset)] = datasets.standardize(task.dataset)
+  return [dataclasses.replace(t, dataset=copies[id(t.dataset)]) for t in tasks]

@@ -1,0 +1,144 @@
+"""Runs a cell of the README's results tables over several seeds.
+
+    python benchmarks/continual_results.py permuted-study --data-dir ../shared/data
+    python benchmarks/continual_results.py paper-vision --seeds 0 --data-dir ...
+    python benchmarks/continual_results.py --list
+
+Each seed is one ``classp-continual`` run in ``results/<experiment>/seed<N>/``;
+a seed whose results.json exists is not run again, and an unfinished one
+resumes from its checkpoints, so a long experiment can be stopped and started.
+The summary (mean and standard deviation over seeds) is printed as a Markdown
+table and written to ``results/<experiment>/summary.json``.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import sys
+
+import numpy as np
+
+from classp_optax.continual import cli
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  description: str
+  cli_args: tuple[str, ...]
+  seeds: tuple[int, ...]
+  published: dict = dataclasses.field(default_factory=dict)
+
+
+EXPERIMENTS = {
+    'permuted-study': Experiment(
+        'Permuted MNIST, 20 tasks (task 0 the identity), 1 epoch each, batch '
+        '500, MLP 784-256-256-10, shared head, one optimizer state',
+        ('--benchmark', 'permuted-mnist', '--tasks', '20', '--methods',
+         'classp,adam'),
+        seeds=(0, 1, 2, 3, 4),
+        published={'classp': 0.601, 'adam': 0.754},
+    ),
+    'paper-vision': Experiment(
+        "MNIST 4 epochs then Fashion-MNIST 1 epoch, the paper's CNN, batch 32",
+        ('--benchmark', 'mnist-fashion', '--methods', 'classp,ewc,sgd'),
+        seeds=(0, 1, 2),
+    ),
+    'paper-vision-mlp': Experiment(
+        'MNIST 4 epochs then Fashion-MNIST 1 epoch, MLP 784-256-256-10, '
+        'batch 32',
+        ('--benchmark', 'mnist-fashion', '--model', 'mlp', '--methods',
+         'classp,ewc,sgd'),
+        seeds=(0, 1, 2),
+    ),
+}
+
+
+def summarize(runs: list[dict]) -> dict:
+  """Mean and standard deviation over seeds, per method."""
+  by_method: dict[str, list[dict]] = {}
+  for run in runs:
+    for result in run['results']:
+      by_method.setdefault(result['method'], []).append(result)
+  summary = {}
+  for method, results in by_method.items():
+    final_rows = np.array([r['accuracy'][-1] for r in results])
+    entry = {'seeds': len(results), 'state_bytes': results[0]['state_bytes']}
+    for key in ('average_accuracy', 'forgetting', 'backward_transfer',
+                'learning_accuracy', 'wall_time'):
+      values = np.array([r[key] for r in results])
+      entry[key] = [float(values.mean()), float(values.std())]
+    entry['final_accuracy_per_task'] = final_rows.mean(0).round(4).tolist()
+    summary[method] = entry
+  return summary
+
+
+def _mean_std(entry: dict, key: str) -> str:
+  mean, std = entry[key]
+  return f'{mean:.3f} ± {std:.3f}'
+
+
+def markdown(summary: dict, published: dict) -> str:
+  head = ('| method | seeds | average accuracy | forgetting | BWT | learning '
+          'accuracy | final accuracy per task | state bytes | wall s/seed |')
+  lines = [head, '|' + '---|' * 9]
+  for method, e in summary.items():
+    paper = f' (published {published[method]:.3f})' if method in published else ''
+    tasks = ' / '.join(f'{a:.3f}' for a in e['final_accuracy_per_task']) \
+        if len(e['final_accuracy_per_task']) <= 4 else '(see JSON)'
+    lines.append(
+        f'| {method} | {e["seeds"]} | {_mean_std(e, "average_accuracy")}'
+        f'{paper} | {_mean_std(e, "forgetting")} | '
+        f'{_mean_std(e, "backward_transfer")} | '
+        f'{_mean_std(e, "learning_accuracy")} | {tasks} | '
+        f'{e["state_bytes"]:,} | '
+        f'{e["wall_time"][0]:.0f} |')
+  return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('experiment', nargs='?', choices=EXPERIMENTS)
+  parser.add_argument('--list', action='store_true')
+  parser.add_argument('--seeds', help='comma-separated; default: all')
+  parser.add_argument('--data-dir', default=os.environ.get('CLASSP_DATA_DIR'))
+  parser.add_argument('--out', default='results')
+  parser.add_argument('--extra', nargs=argparse.REMAINDER, default=[],
+                      help='more classp-continual options, e.g. --set ...')
+  args = parser.parse_args(argv)
+  if args.list or not args.experiment:
+    for name, e in EXPERIMENTS.items():
+      print(f'{name:18} {e.description}; seeds {list(e.seeds)}')
+    return 0
+  experiment = EXPERIMENTS[args.experiment]
+  seeds = (tuple(int(s) for s in args.seeds.split(','))
+           if args.seeds else experiment.seeds)
+  root = pathlib.Path(args.out) / args.experiment
+  runs = []
+  for seed in seeds:
+    out = root / f'seed{seed}'
+    done = out / 'results.json'
+    if not done.exists():
+      argv = [*experiment.cli_args, '--seed', str(seed), '--out', str(out),
+              '--resume', *args.extra]
+      if args.data_dir:
+        argv += ['--data-dir', args.data_dir]
+      print('+ classp-continual ' + ' '.join(argv), flush=True)
+      if cli.main(argv) != 0:
+        return 1
+    runs.append(json.loads(done.read_text()))
+  summary = summarize(runs)
+  table = markdown(summary, experiment.published)
+  (root / 'summary.json').write_text(json.dumps(dict(
+      experiment=args.experiment, description=experiment.description,
+      seeds=list(seeds), command=' '.join(sys.argv), machine=platform.node()
+      and f'{os.cpu_count()} CPU cores, {platform.machine()}',
+      summary=summary, published=experiment.published), indent=2))
+  print(f'\n{experiment.description}; seeds {list(seeds)}\n\n{table}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
