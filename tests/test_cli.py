@@ -45,3 +45,4 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, tmp_path, capsys)
     cli.main([*argv, '--out', str(tmp_path), '--no-progress'])
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err
+

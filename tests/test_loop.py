@@ -3,11 +3,15 @@ foreign checkpoints, data parallelism, per-task hyperparameters."""
 
 import dataclasses
 
+from flax import nnx
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh
 import numpy as np
 import pytest
 
+from classp_optax import EwcState
+from classp_optax._state_search import find_unique
 from classp_optax.continual import loop
 from classp_optax.continual import methods
 from classp_optax.continual import models
@@ -116,3 +120,24 @@ def test_reset_state_starts_each_task_afresh(tasks):
   b = loop.train_continual(mlp(), tasks[:2], reset, CONFIG)
   np.testing.assert_array_equal(a.accuracy[0], b.accuracy[0])
   assert not np.array_equal(a.accuracy[1], b.accuracy[1])
+
+
+def test_ewc_penalty_acts_inside_the_loop(tasks):
+  """The in-loop penalty is not silently zero: it holds weights near task 0's."""
+  config = dataclasses.replace(CONFIG, epochs=3)
+  first = loop.train_continual(mlp(), tasks[:1], methods.ewc_method(0.1), config)
+  fisher = find_unique(first.opt_state, EwcState, 'EwcState').fisher
+  assert sum(float(jnp.sum(f)) for f in jax.tree.leaves(fisher)) > 0
+  anchor = nnx.state(first.model, nnx.Param)
+
+  def drift(strength):
+    run = loop.train_continual(mlp(), tasks[:2],
+                               methods.ewc_method(0.1, strength=strength), config)
+    moved = nnx.state(run.model, nnx.Param)
+    return sum(float(jnp.sum(f * (w - a) ** 2)) for f, w, a in zip(
+        jax.tree.leaves(fisher), jax.tree.leaves(moved),
+        jax.tree.leaves(anchor), strict=True))
+
+  free, held = drift(0.0), drift(1e4)
+  assert free > 0
+  assert held < 0.5 * free

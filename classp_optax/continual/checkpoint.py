@@ -19,32 +19,41 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
+def _name(path) -> str:
+  return '.'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)
+
+
+def _is_key(leaf) -> bool:
+  return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
 def _flatten(tree) -> dict[str, np.ndarray]:
   """``{path: array}``, typed PRNG keys stored as their raw key data."""
-  flat = {}
+  return {
+      _name(path): np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+      for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
+
+
+def _signature(tree) -> dict[str, list]:
+  """Each array's path, shape and dtype, as saved; reads no array data."""
+  signature = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    name = '.'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-      leaf = jax.random.key_data(leaf)
-    flat[name] = np.asarray(leaf)
-  return flat
+    shaped = jax.eval_shape(jax.random.key_data, leaf) if _is_key(leaf) else leaf
+    signature[_name(path)] = [list(shaped.shape), str(shaped.dtype)]
+  return signature
 
 
 def _unflatten(flat: dict, like):
   """The inverse of :func:`_flatten` onto the structure of ``like``."""
   leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(like)
-  names = list(_flatten(like))
   leaves = []
-  for name, (_, old) in zip(names, leaves_with_path, strict=True):
-    value = flat[name]
-    if jax.dtypes.issubdtype(old.dtype, jax.dtypes.prng_key):
+  for path, old in leaves_with_path:
+    value = flat[_name(path)]
+    if _is_key(old):
       value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(old))
     leaves.append(value)
   return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
-def _signature(flat: dict) -> dict[str, list]:
-  return {k: [list(v.shape), str(v.dtype)] for k, v in flat.items()}
 
 
 class RunCheckpointer:
@@ -65,9 +74,10 @@ class RunCheckpointer:
     return self._manager.latest_step()
 
   def save(self, task: int, model, optimizer, record: dict) -> None:
-    flat = _flatten(nnx.state((model, optimizer)))
+    state = nnx.state((model, optimizer))
     record = dict(record, fingerprint=self.fingerprint,
-                  signature=_signature(flat))
+                  signature=_signature(state))
+    flat = _flatten(state)
     self._manager.save(task, args=ocp.args.Composite(
         arrays=ocp.args.StandardSave(flat),
         record=ocp.args.JsonSave(record),
@@ -100,7 +110,7 @@ class RunCheckpointer:
           f'{self.fingerprint}).'
       )
     state = nnx.state((model, optimizer))
-    expected = _signature(_flatten(state))
+    expected = _signature(state)
     if record['signature'] != expected:
       diff = sorted(
           k for k in set(record['signature']) | set(expected)
@@ -110,8 +120,8 @@ class RunCheckpointer:
           f'checkpoint in {self._manager.directory} holds another model or '
           f'optimizer: arrays {diff[:5]} differ in name, shape or dtype.'
       )
-    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
-                for k, v in _flatten(state).items()}
+    abstract = {k: jax.ShapeDtypeStruct(shape, dtype)
+                for k, (shape, dtype) in expected.items()}
     flat = self._manager.restore(
         task, args=ocp.args.Composite(
             arrays=ocp.args.StandardRestore(abstract))

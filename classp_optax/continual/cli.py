@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument('--batch-size', type=int)
   parser.add_argument('--tasks', type=int, help='tasks of a permuted stream')
   parser.add_argument('--model', choices=('mlp', 'cnn'))
+  parser.add_argument('--init', choices=models.INITS, default='flax',
+                      help="the MLP's initialisation: Flax's or PyTorch's")
   parser.add_argument('--standardize', action='store_true',
                       help="scale pixels by the training set's mean and std")
   parser.add_argument('--seed', type=int, default=0)
@@ -138,7 +140,7 @@ def run(args) -> list[loop.RunResult]:
 
   def make_model():
     return models.make_model(model_name, image_shape, num_classes, args.seed,
-                             hidden=suite.hidden)
+                             hidden=suite.hidden, init=args.init)
 
   mesh = None
   if jax.device_count() > 1:
@@ -154,7 +156,7 @@ def run(args) -> list[loop.RunResult]:
         make_model, tasks, method, config, checkpoint_dir=ckpt,
         run_fingerprint=dict(
             loop.fingerprint(method, args.benchmark, config, model_name),
-            standardize=args.standardize),
+            standardize=args.standardize, init=args.init),
         mesh=mesh, progress=not args.no_progress,
     ))
   title = f'{args.benchmark}, seed {args.seed}'

@@ -58,7 +58,8 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class RunResult:
-  """What one method did on one stream."""
+  """What one method did on one stream, with the trained model and the final
+  optimizer state (a plain Optax pytree)."""
 
   method: str
   hyperparams: dict
@@ -66,6 +67,8 @@ class RunResult:
   accuracy: np.ndarray  # R[i, j]
   state_bytes: int
   wall_time: float
+  model: nnx.Module | None = dataclasses.field(default=None, repr=False)
+  opt_state: object = dataclasses.field(default=None, repr=False)
 
   @property
   def summary(self) -> dict:
@@ -282,5 +285,6 @@ def train_continual(
       method=method.name, hyperparams=method.hyperparams,
       task_names=[task.name for task in tasks], accuracy=accuracy,
       state_bytes=tree_bytes(nnx.as_pure(optimizer.opt_state)),
-      wall_time=wall_time,
+      wall_time=wall_time, model=model,
+      opt_state=nnx.as_pure(optimizer.opt_state),
   )

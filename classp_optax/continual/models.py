@@ -6,17 +6,37 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
+INITS = ('flax', 'torch')
+
+
+def _linear(in_features: int, out_features: int, init: str, rngs: nnx.Rngs):
+  """A dense layer; ``init='torch'`` draws weights and biases from
+  U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as ``torch.nn.Linear`` does, where Flax
+  uses LeCun-normal weights and zero biases."""
+  if init == 'flax':
+    return nnx.Linear(in_features, out_features, rngs=rngs)
+  bound = in_features ** -0.5
+  return nnx.Linear(
+      in_features, out_features, rngs=rngs,
+      kernel_init=jax.nn.initializers.variance_scaling(
+          1 / 3, 'fan_in', 'uniform'),
+      bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+          key, shape, dtype, -bound, bound),
+  )
+
 
 class MLP(nnx.Module):
   """A ReLU multi-layer perceptron on flattened images."""
 
   def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int,
-               *, rngs: nnx.Rngs):
+               *, init: str = 'flax', rngs: nnx.Rngs):
+    if init not in INITS:
+      raise ValueError(f'init must be one of {INITS}, got {init!r}.')
     sizes = [in_features, *hidden]
     self.hidden = nnx.List([
-        nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:], strict=False)
+        _linear(a, b, init, rngs) for a, b in zip(sizes, sizes[1:], strict=False)
     ])
-    self.out = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+    self.out = _linear(sizes[-1], num_classes, init, rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x.reshape(x.shape[0], -1)
@@ -49,12 +69,13 @@ class CNN(nnx.Module):
 
 
 def make_model(name: str, image_shape: Sequence[int], num_classes: int,
-               seed: int, hidden: Sequence[int] = (256, 256)) -> nnx.Module:
-  """``'mlp'`` or ``'cnn'``, initialised from ``seed``."""
+               seed: int, hidden: Sequence[int] = (256, 256),
+               init: str = 'flax') -> nnx.Module:
+  """``'mlp'`` or ``'cnn'``, initialised from ``seed``; ``init`` is the MLP's."""
   rngs = nnx.Rngs(params=seed, dropout=seed + 1)
   if name == 'mlp':
     return MLP(int(jnp.prod(jnp.array(image_shape))), hidden, num_classes,
-               rngs=rngs)
+               init=init, rngs=rngs)
   if name == 'cnn':
     return CNN(image_shape, num_classes, rngs=rngs)
   raise ValueError(f"model must be 'mlp' or 'cnn', got {name!r}.")
