@@ -91,3 +91,17 @@ def test_standardize_uses_training_statistics_and_shares_copies():
                              rtol=1e-5)
   np.testing.assert_array_equal(tasks[1].permutation,
                                 streams.permuted(ds, 2)[1].permutation)
+
+
+def test_validation_tasks_never_touch_the_test_set():
+  ds = tiny_dataset(n=60)
+  tasks = streams.validation_tasks(streams.split(ds, heads='per-task'), 0.25)
+  test_rows = {x.tobytes() for x in ds.x_test}
+  for task in tasks:
+    x_val, y_val = task.test_set()
+    assert set(y_val) <= set(task.classes)
+    assert not any(x.tobytes() in test_rows for x in x_val)
+    x_train, y_train = task.train_batch(np.arange(task.num_train))
+    assert set(y_train) == set(task.classes)
+    assert not {x.tobytes() for x in x_train} & {x.tobytes() for x in x_val}
+  assert sum(len(t.test_index) for t in tasks) == 15

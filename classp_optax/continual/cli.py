@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the MLP's initialisation: Flax's or PyTorch's")
   parser.add_argument('--standardize', action='store_true',
                       help="scale pixels by the training set's mean and std")
+  parser.add_argument('--validation', type=float, metavar='FRACTION',
+                      help='score on this fraction of the training data, '
+                           'held out, instead of the test set (for tuning)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--data-dir', default=None,
                       help=f'folder with mnist/ and fashion-mnist/; default '
@@ -131,6 +134,8 @@ def run(args) -> list[loop.RunResult]:
                            args.tasks or suite.num_tasks)
   if args.standardize:
     tasks = streams.standardize_tasks(tasks)
+  if args.validation is not None:
+    tasks = streams.validation_tasks(tasks, args.validation, args.seed)
   if not isinstance(epochs, int) and len(epochs) != len(tasks):
     raise ValueError(
         f'--epochs lists {len(epochs)} values for {len(tasks)} tasks.')
@@ -156,7 +161,8 @@ def run(args) -> list[loop.RunResult]:
         make_model, tasks, method, config, checkpoint_dir=ckpt,
         run_fingerprint=dict(
             loop.fingerprint(method, args.benchmark, config, model_name),
-            standardize=args.standardize, init=args.init),
+            standardize=args.standardize, init=args.init,
+            validation=args.validation),
         mesh=mesh, progress=not args.no_progress,
     ))
   title = f'{args.benchmark}, seed {args.seed}'

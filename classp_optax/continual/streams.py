@@ -146,10 +146,34 @@ def hold_out_validation(dataset: Dataset, fraction: float, seed: int = 0) -> Dat
   )
 
 
-def standardize_tasks(tasks: Sequence[Task]) -> list[Task]:
-  """The same tasks over standardised copies of their datasets (one each)."""
+def _on_new_datasets(tasks: Sequence[Task], make_copy) -> list[Task]:
+  """The same tasks over ``make_copy`` of each distinct dataset, each task's
+  rows chosen again by its classes."""
   copies = {}
   for task in tasks:
     if id(task.dataset) not in copies:
-      copies[id(task.dataset)] = datasets.standardize(task.dataset)
-  return [dataclasses.replace(t, dataset=copies[id(t.dataset)]) for t in tasks]
+      copies[id(task.dataset)] = make_copy(task.dataset)
+  new_tasks = []
+  for task in tasks:
+    new = copies[id(task.dataset)]
+    new_tasks.append(dataclasses.replace(
+        task, dataset=new,
+        train_index=np.flatnonzero(np.isin(new.y_train, task.classes)),
+        test_index=np.flatnonzero(np.isin(new.y_test, task.classes)),
+    ))
+  return new_tasks
+
+
+def standardize_tasks(tasks: Sequence[Task]) -> list[Task]:
+  """The same tasks over standardised copies of their datasets."""
+  return _on_new_datasets(tasks, datasets.standardize)
+
+
+def validation_tasks(tasks: Sequence[Task], fraction: float,
+                     seed: int = 0) -> list[Task]:
+  """The same tasks scored on ``fraction`` of their training data, held out.
+
+  For choosing hyperparameters: the test sets are never seen.
+  """
+  return _on_new_datasets(
+      tasks, lambda d: hold_out_validation(d, fraction, seed))

@@ -1,0 +1,126 @@
+"""Tunes every method with the same budget, on validation data, then tests.
+
+    python benchmarks/tune.py permuted-mnist-10 --data-dir ../shared/data
+    python benchmarks/tune.py --list
+
+For each method, every configuration of its grid (6 each: the same budget)
+is trained on seed 0 with 10% of the training data held out, and scored by
+its final average accuracy on that held-out data; the test sets are never
+seen. The best configuration is then run on the test sets with seeds 0, 1
+and 2. Each run lives in ``results/tune/<target>/``; finished runs are not
+repeated, so the search can be stopped and started.
+"""
+
+import argparse
+import itertools
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from classp_optax.continual import cli
+
+TARGETS = {
+    'split-digits': ('--benchmark', 'split-digits'),
+    'permuted-mnist-10': ('--benchmark', 'permuted-mnist', '--tasks', '10'),
+    'permuted-mnist-20': ('--benchmark', 'permuted-mnist', '--tasks', '20'),
+    'split-mnist': ('--benchmark', 'split-mnist'),
+    'mnist-fashion-mlp': ('--benchmark', 'mnist-fashion', '--model', 'mlp'),
+}
+
+
+def _grid(**axes):
+  names = list(axes)
+  return [dict(zip(names, values, strict=True))
+          for values in itertools.product(*axes.values())]
+
+
+# Six configurations per method over its main hyperparameters.
+SPACES = {
+    'classp': _grid(learning_rate=[3e-4, 1e-3, 3e-3], threshold=[1e-5, 1e-3],
+                    power=[2.0], decay_from_task=[0], later_threshold=[None]),
+    'ewc': _grid(learning_rate=[0.01, 0.03, 0.1], strength=[10.0, 1000.0]),
+    'adam': _grid(learning_rate=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]),
+    'sgd': _grid(learning_rate=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0]),
+    'adagrad': _grid(learning_rate=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3]),
+}
+VALIDATION = 0.1
+TEST_SEEDS = (0, 1, 2)
+
+
+def _sets(method: str, config: dict) -> list[str]:
+  args = []
+  for name, value in config.items():
+    args += ['--set', f'{method}.{name}={value!r}']
+  return args
+
+
+def _run(argv: list[str], out: pathlib.Path) -> dict:
+  done = out / 'results.json'
+  if not done.exists():
+    print('+ classp-continual ' + ' '.join(argv), flush=True)
+    if cli.main([*argv, '--out', str(out), '--resume', '--no-progress']) != 0:
+      raise SystemExit(1)
+  return json.loads(done.read_text())['results'][0]
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('target', nargs='?', choices=TARGETS)
+  parser.add_argument('--list', action='store_true')
+  parser.add_argument('--methods', default=','.join(SPACES))
+  parser.add_argument('--data-dir')
+  parser.add_argument('--out', default='results/tune')
+  args = parser.parse_args(argv)
+  if args.list or not args.target:
+    for name, target in TARGETS.items():
+      print(f'{name:20} classp-continual {" ".join(target)}')
+    for method, space in SPACES.items():
+      print(f'{method:8} {space}')
+    return 0
+  base = [*TARGETS[args.target]]
+  if args.data_dir:
+    base += ['--data-dir', args.data_dir]
+  root = pathlib.Path(args.out) / args.target
+  report = {}
+  for method in args.methods.split(','):
+    scores = []
+    for i, config in enumerate(SPACES[method]):
+      result = _run([*base, '--methods', method, *_sets(method, config),
+                     '--validation', str(VALIDATION), '--seed', '0'],
+                    root / 'search' / method / str(i))
+      scores.append(result['average_accuracy'])
+    best = int(np.argmax(scores))
+    tests = [_run([*base, '--methods', method, *_sets(method, SPACES[method][best]),
+                   '--seed', str(seed)], root / 'test' / method / f'seed{seed}')
+             for seed in TEST_SEEDS]
+    report[method] = dict(
+        best=SPACES[method][best], validation_scores=scores,
+        **{key: [float(np.mean([t[key] for t in tests])),
+                 float(np.std([t[key] for t in tests]))]
+           for key in ('average_accuracy', 'forgetting', 'learning_accuracy')},
+        state_bytes=tests[0]['state_bytes'],
+    )
+  (root / 'summary.json').write_text(json.dumps(dict(
+      target=args.target, command=' '.join(sys.argv), budget_per_method=6,
+      validation_fraction=VALIDATION, test_seeds=list(TEST_SEEDS),
+      spaces=SPACES, report=report), indent=2))
+  print(f'\n{args.target}: best of 6 configurations per method on a '
+        f'{VALIDATION:.0%} validation split; test over seeds {list(TEST_SEEDS)}\n')
+  print('| method | chosen configuration | test average accuracy | forgetting '
+        '| learning accuracy | state bytes |')
+  print('|---|---|---|---|---|---|')
+  for method, r in report.items():
+    chosen = ', '.join(f'{k}={v}' for k, v in r['best'].items()
+                       if len(SPACES[method]) and len(
+                           {str(c[k]) for c in SPACES[method]}) > 1)
+    print(f'| {method} | {chosen} | {r["average_accuracy"][0]:.3f} ± '
+          f'{r["average_accuracy"][1]:.3f} | {r["forgetting"][0]:.3f} ± '
+          f'{r["forgetting"][1]:.3f} | {r["learning_accuracy"][0]:.3f} | '
+          f'{r["state_bytes"]:,} |')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
