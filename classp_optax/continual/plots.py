@@ -23,7 +23,7 @@ def plot_accuracy_curves(results, path, title: str = '') -> None:
       ax.plot(stages[j:], r[j:, j], marker='o', markersize=3, label=name)
     ax.set_title(f'{result.method}  (avg {r[-1].mean():.3f})', fontsize=10)
     ax.set_xlabel('after training task')
-    ax.set_xticks(stages)
+    ax.set_xticks(stages[::-(-len(stages) // 10)])  # at most 10 labels
     ax.set_ylim(low, 1.005)
     ax.grid(alpha=0.3)
   axes[0, 0].set_ylabel('test accuracy')
