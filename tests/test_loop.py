@@ -87,6 +87,25 @@ def test_foreign_checkpoints_are_refused_before_anything_changes(tasks, tmp_path
   assert done.accuracy[0, 0] > 0.85
 
 
+def test_resume_with_per_task_epochs_and_refusal_of_another_stream(tasks, tmp_path):
+  config = dataclasses.replace(CONFIG, epochs=(1, 2))
+  sgd = methods.sgd_method(0.1)
+  straight = loop.train_continual(mlp(), tasks[:2], sgd, config)
+
+  def kill(task, step, loss):
+    if task == 1 and step == 3:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    loop.train_continual(mlp(), tasks[:2], sgd, config, checkpoint_dir=tmp_path,
+                         on_step=kill)
+  resumed = loop.train_continual(mlp(), tasks[:2], sgd, config,
+                                 checkpoint_dir=tmp_path)
+  np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
+  with pytest.raises(ValueError, match='from another run: config, tasks'):
+    loop.train_continual(mlp(), tasks, sgd, CONFIG, checkpoint_dir=tmp_path)
+
+
 def test_data_parallel_on_eight_devices_matches_one_device(tasks):
   method = methods.classp_method(0.05, threshold=1e-4)
   one = loop.train_continual(mlp(), tasks, method, CONFIG)

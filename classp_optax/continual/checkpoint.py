@@ -11,6 +11,7 @@ seed) and every array's path, shape and dtype with the run being resumed, and
 refuses a mismatch with a ValueError before any state is touched.
 """
 
+import json
 import pathlib
 
 from flax import nnx
@@ -60,7 +61,8 @@ class RunCheckpointer:
   """Saves and restores one run (one method on one stream) by task index."""
 
   def __init__(self, directory, fingerprint: dict, max_to_keep: int = 2):
-    self.fingerprint = fingerprint
+    # As it will read back from JSON: tuples become lists, keys strings.
+    self.fingerprint = json.loads(json.dumps(fingerprint))
     self._manager = ocp.CheckpointManager(
         pathlib.Path(directory).absolute(),
         options=ocp.CheckpointManagerOptions(

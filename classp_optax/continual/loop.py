@@ -225,10 +225,10 @@ def train_continual(
 
   checkpointer = None
   if checkpoint_dir is not None:
-    checkpointer = RunCheckpointer(
-        checkpoint_dir,
+    checkpointer = RunCheckpointer(checkpoint_dir, dict(
         run_fingerprint or fingerprint(method, 'custom', config, 'custom'),
-    )
+        tasks=[task.name for task in tasks],
+    ))
     if checkpointer.latest_task() is not None:
       optimizer.tx = method.optimizer_for_task(checkpointer.latest_task())
       record = checkpointer.restore(model, optimizer)
