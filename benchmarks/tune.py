@@ -41,6 +41,7 @@ SPACES = {
     'classp': _grid(learning_rate=[3e-4, 1e-3, 3e-3], threshold=[1e-5, 1e-3],
                     power=[2.0], decay_from_task=[0], later_threshold=[None]),
     'ewc': _grid(learning_rate=[0.01, 0.03, 0.1], strength=[10.0, 1000.0]),
+    'si': _grid(learning_rate=[0.01, 0.03, 0.1], strength=[0.1, 1.0]),
     'adam': _grid(learning_rate=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]),
     'sgd': _grid(learning_rate=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0]),
     'adagrad': _grid(learning_rate=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3]),

@@ -1,4 +1,4 @@
-"""CLASSP for Optax, with EWC as the baseline to beat.
+"""CLASSP for Optax, with EWC and SI as the baselines to beat.
 
 The core (this package's top level) depends on JAX and Optax only; the
 continual-learning toolkit in :mod:`classp_optax.continual` adds Flax.
@@ -18,14 +18,20 @@ from classp_optax._ewc import add_ewc_penalty
 from classp_optax._ewc import consolidate_ewc
 from classp_optax._ewc import empirical_fisher
 from classp_optax._hyperparams import set_hyperparams
+from classp_optax._si import SiState
+from classp_optax._si import add_si_penalty
+from classp_optax._si import consolidate_si
 
 __version__ = '0.1.0'
 
 __all__ = [
     'EWC_MODES',
     'EwcState',
+    'SiState',
     'add_ewc_penalty',
+    'add_si_penalty',
     'consolidate_ewc',
+    'consolidate_si',
     'empirical_fisher',
     'ClasspState',
     'ClasspStats',

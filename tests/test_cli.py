@@ -8,14 +8,14 @@ from classp_optax.continual import cli
 
 
 def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
-  assert cli.main(['--methods', 'classp,ewc', '--epochs', '1', '--out',
+  assert cli.main(['--methods', 'classp,ewc,si', '--epochs', '1', '--out',
                    str(tmp_path), '--no-progress',
                    '--set', 'ewc.mode=online', '--set', 'ewc.decay=0.9']) == 0
   out = capsys.readouterr().out
   assert 'split-digits' in out and 'forgetting' in out and 'BWT' in out
   rows = [line.split() for line in out.splitlines()
-          if line.startswith(('classp ', 'ewc '))]
-  assert [r[0] for r in rows] == ['classp', 'ewc']
+          if line.startswith(('classp ', 'ewc ', 'si '))]
+  assert [r[0] for r in rows] == ['classp', 'ewc', 'si']
   saved = json.loads((tmp_path / 'results.json').read_text())
   assert saved['benchmark'] == 'split-digits'
   by_method = {r['method']: r for r in saved['results']}

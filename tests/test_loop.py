@@ -51,6 +51,7 @@ def test_accuracy_matrix_is_filled(tasks):
 @pytest.mark.parametrize('method', [
     methods.classp_method(0.05, threshold=1e-4),
     methods.ewc_method(0.1, strength=50.0),
+    methods.si_method(0.1, strength=1.0),
 ])
 def test_killed_mid_task_and_resumed_equals_uninterrupted(tasks, tmp_path, method):
   straight = loop.train_continual(cnn, tasks, method, CONFIG)

@@ -22,7 +22,6 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from classp_optax import consolidate_ewc
 from classp_optax import empirical_fisher
 from classp_optax import tree_bytes
 from classp_optax.continual import metrics
@@ -43,7 +42,7 @@ class TrainConfig:
       dropped. With data parallelism, a multiple of the device count.
     eval_batch_size: examples per evaluation step.
     seed: seeds the data order (with the task and epoch).
-    fisher_samples: training examples of a task for EWC's Fisher.
+    fisher_samples: training examples of a task for a Fisher (EWC).
   """
 
   epochs: int | Sequence[int] = 1
@@ -161,11 +160,10 @@ def task_fisher(model, task: Task, num_samples: int, seed: int):
     model.train()
 
 
-def _consolidate(model, optimizer, fisher, method: Method):
-  params = nnx.state(model, nnx.Param)
-  opt_state = nnx.as_pure(optimizer.opt_state)
-  new_state = consolidate_ewc(opt_state, nnx.as_pure(params), nnx.as_pure(fisher),
-                              mode=method.ewc_mode, decay=method.ewc_decay)
+def _consolidate(model, optimizer, method: Method, fisher):
+  params = nnx.as_pure(nnx.state(model, nnx.Param))
+  new_state = method.consolidate(nnx.as_pure(optimizer.opt_state), params,
+                                 lambda: nnx.as_pure(fisher()))
   nnx.update(optimizer.opt_state, nnx.state(new_state))
 
 
@@ -266,9 +264,9 @@ def train_continual(
         bar.update()
         if on_step is not None:
           on_step(t, step, float(loss))
-    if method.ewc_mode is not None:
-      fisher = task_fisher(model, task, config.fisher_samples, config.seed)
-      _consolidate(model, optimizer, fisher, method)
+    if method.consolidate is not None:
+      _consolidate(model, optimizer, method, lambda task=task: task_fisher(
+          model, task, config.fisher_samples, config.seed))
     model.eval()
     accuracy[t] = [evaluate(model, other, config.eval_batch_size, placement)
                    for other in tasks]

@@ -1,4 +1,4 @@
-"""The methods compared: CLASSP, EWC, and Optax's SGD, Adam and AdaGrad.
+"""The methods compared: CLASSP, EWC, SI, and Optax's SGD, Adam and AdaGrad.
 
 A :class:`Method` gives the optimizer for each task. The loop keeps one
 optimizer state across tasks (unless ``reset_state`` is set), so a method may
@@ -12,8 +12,12 @@ import dataclasses
 import optax
 
 from classp_optax import EWC_MODES
+from classp_optax import _checks
 from classp_optax import add_ewc_penalty
+from classp_optax import add_si_penalty
 from classp_optax import classp
+from classp_optax import consolidate_ewc
+from classp_optax import consolidate_si
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,16 +28,17 @@ class Method:
     name: the label in tables and plots.
     hyperparams: everything that defines it, for records and checkpoints.
     optimizer_for_task: task index -> the Optax transform for that task.
-    ewc_mode: if set, the loop consolidates EWC after every task in this mode.
-    ewc_decay: online EWC's decay of the old Fisher.
+    consolidate: if set, called at the end of every task as
+      ``consolidate(opt_state, params, fisher)`` and returning the new optimizer
+      state; ``fisher()`` computes the task's empirical Fisher (in evaluation
+      mode) only if called.
     reset_state: start every task with a fresh optimizer state.
   """
 
   name: str
   hyperparams: dict
   optimizer_for_task: Callable[[int], optax.GradientTransformation]
-  ewc_mode: str | None = None
-  ewc_decay: float = 1.0
+  consolidate: Callable | None = None
   reset_state: bool = False
 
 
@@ -89,11 +94,42 @@ def ewc_method(
       add_ewc_penalty(strength),
       optax.sgd(learning_rate, momentum=momentum or None),
   )
+  _checks.check_scalar('decay', decay, low=0.0, high=1.0)
+
+  def consolidate(opt_state, params, fisher):
+    return consolidate_ewc(opt_state, params, fisher(), mode=mode, decay=decay)
+
   return Method(
       'ewc',
       dict(learning_rate=learning_rate, strength=strength, mode=mode,
            decay=decay, momentum=momentum),
-      lambda task: tx, ewc_mode=mode, ewc_decay=decay,
+      lambda task: tx, consolidate=consolidate,
+  )
+
+
+def si_method(
+    learning_rate: float = 0.1,
+    strength: float = 1.0,
+    damping: float = 0.1,
+    momentum: float = 0.0,
+) -> Method:
+  """Synaptic Intelligence's penalty on top of SGD (with optional momentum)."""
+  _checks.check_scalar('damping', damping, low=0.0, low_inclusive=False,
+                       high_inclusive=False)
+  tx = optax.chain(
+      add_si_penalty(strength),
+      optax.sgd(learning_rate, momentum=momentum or None),
+  )
+
+  def consolidate(opt_state, params, fisher):
+    del fisher  # SI's importance comes from the path integral instead
+    return consolidate_si(opt_state, params, damping)
+
+  return Method(
+      'si',
+      dict(learning_rate=learning_rate, strength=strength, damping=damping,
+           momentum=momentum),
+      lambda task: tx, consolidate=consolidate,
   )
 
 
@@ -119,6 +155,7 @@ def adagrad_method(learning_rate: float = 0.1) -> Method:
 METHODS = {
     'classp': classp_method,
     'ewc': ewc_method,
+    'si': si_method,
     'sgd': sgd_method,
     'adam': adam_method,
     'adagrad': adagrad_method,

@@ -1,0 +1,105 @@
+"""Synaptic Intelligence as an Optax transform.
+
+Zenke, Poole and Ganguli, 2017, Continual Learning Through Synaptic
+Intelligence, https://arxiv.org/abs/1703.04200
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from classp_optax import _checks
+from classp_optax import _state_search
+
+
+class SiState(NamedTuple):
+  """State of :func:`add_si_penalty`.
+
+  Attributes:
+    importance: :math:`\\Omega`, each weight's consolidated importance.
+    anchor: the weights at the last consolidation (the task's start).
+    path_integral: :math:`\\omega`, the current task's ``-sum g * dw``.
+    previous_params: the weights at the previous step.
+    previous_grads: the task-loss gradient of the previous step.
+  """
+
+  importance: optax.Updates
+  anchor: optax.Updates
+  path_integral: optax.Updates
+  previous_params: optax.Updates
+  previous_grads: optax.Updates
+
+
+def add_si_penalty(strength: float) -> optax.GradientTransformation:
+  r"""Adds the gradient of the SI penalty and tracks each weight's path integral.
+
+  .. math::
+
+    g \leftarrow g + 2c\, \Omega \odot (w - \tilde w), \qquad
+    \omega \mathrel{+}= -g_{t-1} \odot (w_t - w_{t-1})
+
+  where :math:`c` is ``strength``, :math:`\tilde w` the weights at the last
+  :func:`consolidate_si`, and :math:`g` the task loss's gradient (the
+  updates *before* the penalty is added). Chain it first:
+  ``optax.chain(add_si_penalty(0.1), optax.sgd(0.1))``. The state holds five
+  arrays per parameter.
+
+  Args:
+    strength: :math:`c \ge 0`.
+
+  Returns:
+    A :class:`optax.GradientTransformation` that needs ``params`` in
+    ``update``; its state is an :class:`SiState`.
+  """
+  _checks.check_scalar('strength', strength, low=0.0, high_inclusive=False)
+
+  def init_fn(params):
+    zeros = optax.tree.zeros_like(params)
+    return SiState(importance=zeros, anchor=params, path_integral=zeros,
+                   previous_params=params, previous_grads=zeros)
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError('add_si_penalty needs params in update().')
+    path = jax.tree.map(lambda o, g, w, w0: o - g * (w - w0),
+                        state.path_integral, state.previous_grads, params,
+                        state.previous_params)
+    penalised = jax.tree.map(
+        lambda g, om, w, a: g + (2 * strength * om * (w - a)).astype(g.dtype),
+        updates, state.importance, params, state.anchor)
+    return penalised, state._replace(path_integral=path, previous_params=params,
+                                     previous_grads=updates)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def consolidate_si(opt_state, params, damping: float = 0.1):
+  r"""Ends a task: :math:`\Omega \mathrel{+}= \max(\omega, 0) / (\Delta^2 + \xi)`.
+
+  :math:`\Delta = w - \tilde w` is how far each weight moved during the task and
+  :math:`\xi` is ``damping``; the path integral includes the task's last step.
+  Negative path integrals (a weight whose moves raised the loss) add no
+  importance. Then :math:`\tilde w \leftarrow w` and :math:`\omega \leftarrow 0`.
+
+  Args:
+    opt_state: a state holding exactly one :class:`SiState`.
+    params: the weights at the end of the task.
+    damping: :math:`\xi > 0`.
+
+  Returns:
+    ``opt_state`` with the new :class:`SiState`.
+  """
+  _checks.check_scalar('damping', damping, low=0.0, low_inclusive=False,
+                       high_inclusive=False)
+  old = _state_search.find_unique(opt_state, SiState, 'SiState')
+  path = jax.tree.map(lambda o, g, w, w0: o - g * (w - w0), old.path_integral,
+                      old.previous_grads, params, old.previous_params)
+  importance = jax.tree.map(
+      lambda om, p, w, a: om + jnp.maximum(p, 0) / ((w - a) ** 2 + damping),
+      old.importance, path, params, old.anchor)
+  zeros = optax.tree.zeros_like(params)
+  new = SiState(importance=importance, anchor=params, path_integral=zeros,
+                previous_params=params, previous_grads=zeros)
+  return _state_search.replace_node(opt_state, old, new)
