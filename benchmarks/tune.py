@@ -41,13 +41,19 @@ SPACES = {
     'classp': _grid(learning_rate=[3e-4, 1e-3, 3e-3], threshold=[1e-5, 1e-3],
                     power=[2.0], decay_from_task=[0], later_threshold=[None]),
     'ewc': _grid(learning_rate=[0.01, 0.03, 0.1], strength=[10.0, 1000.0]),
-    'si': _grid(learning_rate=[0.01, 0.03, 0.1], strength=[0.1, 1.0]),
+    'si': _grid(learning_rate=[0.01, 0.03, 0.1], strength=[1.0, 10.0]),
     'adam': _grid(learning_rate=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]),
     'sgd': _grid(learning_rate=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0]),
     'adagrad': _grid(learning_rate=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3]),
 }
 VALIDATION = 0.1
 TEST_SEEDS = (0, 1, 2)
+
+
+def _slug(config: dict) -> str:
+  """A run folder's name: its configuration, so a changed grid never reuses
+  another configuration's results."""
+  return '-'.join(f'{k}={v}' for k, v in config.items())
 
 
 def _sets(method: str, config: dict) -> list[str]:
@@ -87,14 +93,15 @@ def main(argv=None) -> int:
   report = {}
   for method in args.methods.split(','):
     scores = []
-    for i, config in enumerate(SPACES[method]):
+    for config in SPACES[method]:
       result = _run([*base, '--methods', method, *_sets(method, config),
                      '--validation', str(VALIDATION), '--seed', '0'],
-                    root / 'search' / method / str(i))
+                    root / 'search' / method / _slug(config))
       scores.append(result['average_accuracy'])
     best = int(np.argmax(scores))
     tests = [_run([*base, '--methods', method, *_sets(method, SPACES[method][best]),
-                   '--seed', str(seed)], root / 'test' / method / f'seed{seed}')
+                   '--seed', str(seed)],
+                  root / 'test' / method / _slug(SPACES[method][best]) / f'seed{seed}')
              for seed in TEST_SEEDS]
     report[method] = dict(
         best=SPACES[method][best], validation_scores=scores,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from classp_optax import EwcState
+from classp_optax import SiState
 from classp_optax._state_search import find_unique
 from classp_optax.continual import loop
 from classp_optax.continual import methods
@@ -142,24 +143,30 @@ def test_reset_state_starts_each_task_afresh(tasks):
   assert not np.array_equal(a.accuracy[1], b.accuracy[1])
 
 
-def test_ewc_penalty_acts_inside_the_loop(tasks):
+@pytest.mark.parametrize('make_method,state_type,field,steps_per_unit', [
+    (methods.ewc_method, EwcState, 'fisher', 1.0),
+    (methods.si_method, SiState, 'importance', 2.0),
+])
+def test_penalty_acts_inside_the_loop(tasks, make_method, state_type, field,
+                                      steps_per_unit):
   """The in-loop penalty is not silently zero: it holds weights near task 0's."""
   config = dataclasses.replace(CONFIG, epochs=3)
-  first = loop.train_continual(mlp(), tasks[:1], methods.ewc_method(0.1), config)
-  fisher = find_unique(first.opt_state, EwcState, 'EwcState').fisher
-  assert sum(float(jnp.sum(f)) for f in jax.tree.leaves(fisher)) > 0
+  first = loop.train_continual(mlp(), tasks[:1], make_method(0.1), config)
+  weight = getattr(find_unique(first.opt_state, state_type, 'state'), field)
+  assert sum(float(jnp.sum(f)) for f in jax.tree.leaves(weight)) > 0
   anchor = nnx.state(first.model, nnx.Param)
 
   def drift(strength):
     run = loop.train_continual(mlp(), tasks[:2],
-                               methods.ewc_method(0.1, strength=strength), config)
+                               make_method(0.1, strength=strength), config)
     moved = nnx.state(run.model, nnx.Param)
     return sum(float(jnp.sum(f * (w - a) ** 2)) for f, w, a in zip(
-        jax.tree.leaves(fisher), jax.tree.leaves(moved),
+        jax.tree.leaves(weight), jax.tree.leaves(moved),
         jax.tree.leaves(anchor), strict=True))
 
-  # Strong, yet stable for SGD: lr * strength * max(F) = 1 < 2.
-  max_fisher = max(float(jnp.max(f)) for f in jax.tree.leaves(fisher))
-  free, held = drift(0.0), drift(1.0 / (0.1 * max_fisher))
+  # Strong, yet stable for SGD: lr * (penalty curvature) * max weight = 1 < 2.
+  max_weight = max(float(jnp.max(f)) for f in jax.tree.leaves(weight))
+  free = drift(0.0)
+  held = drift(1.0 / (0.1 * steps_per_unit * max_weight))
   assert free > 0
   assert held < 0.5 * free
