@@ -84,7 +84,9 @@ def summarize(runs: list[dict]) -> dict:
                 'learning_accuracy', 'wall_time'):
       values = np.array([r[key] for r in results])
       entry[key] = [float(values.mean()), float(values.std())]
-    entry['final_accuracy_per_task'] = final_rows.mean(0).round(4).tolist()
+    entry['final_accuracy_per_task'] = [
+        [float(m), float(d)] for m, d in zip(final_rows.mean(0), final_rows.std(0),
+                                             strict=True)]
     summary[method] = entry
   return summary
 
@@ -100,7 +102,7 @@ def markdown(summary: dict, published: dict) -> str:
   lines = [head, '|' + '---|' * 9]
   for method, e in summary.items():
     paper = f' (published {published[method]:.3f})' if method in published else ''
-    tasks = ' / '.join(f'{a:.3f}' for a in e['final_accuracy_per_task']) \
+    tasks = ' / '.join(f'{m:.3f} ± {d:.3f}' for m, d in e['final_accuracy_per_task']) \
         if len(e['final_accuracy_per_task']) <= 4 else '(see JSON)'
     lines.append(
         f'| {method} | {e["seeds"]} | {_mean_std(e, "average_accuracy")}'
