@@ -184,11 +184,16 @@ def main():
       gbps = floats * 4 * total / seconds / 1e9
       ratio = seconds / medians[BASELINE]
       print(f'{name:30} {seconds * 1e3:9.2f} {ratio:11.2f} {gbps:7.1f}')
+    # No step that reads and writes 5 floats per parameter can beat the copy
+    # probe's bandwidth: a bound on any implementation, measured in this run.
+    bound = medians['copy probe (x + 1)'] * FLOATS_MOVED / 2
+    print(f'one pass at the copy probe\'s bandwidth: {bound * 1e3:.2f} ms')
     if torch is not None:
       for p in (1, 2, 3):
-        speedup = (medians[f'torch reference-style p={p}']
-                   / medians[f'classp p={p}'])
-        print(f'classp p={p} is {speedup:.1f}x faster than reference-style')
+        reference = medians[f'torch reference-style p={p}']
+        speedup = reference / medians[f'classp p={p}']
+        print(f'classp p={p} is {speedup:.1f}x faster than reference-style '
+              f'(the bandwidth bound allows {reference / bound:.1f}x)')
     p2 = medians['classp p=2']
     print(f'classp p=3 / p=2: {medians["classp p=3"] / p2:.2f}')
 
