@@ -16,6 +16,7 @@ parameter, gradient and grad_sum; writes the parameter and grad_sum).
 
 import argparse
 import platform
+import random
 import statistics
 import time
 
@@ -167,14 +168,16 @@ def main():
     runners['copy probe (x + 1)'] = copy_probe(total)
     runners['jit dispatch floor'] = dispatch_floor(total)
 
-    # Interleave the methods, one run each per round, so that the machine's
-    # noise falls on all of them alike.
+    # Interleave the methods, one run each per round in a new random order, so
+    # that the machine's noise, and PyTorch's OpenMP threads still spinning
+    # after their step, fall on all of them alike.
     for run_once in runners.values():
       time_it(run_once, repeats=0)
     samples = {name: [] for name in runners}
+    order = random.Random(0)
     for _ in range(args.repeats):
-      for name, run_once in runners.items():
-        samples[name] += time_it(run_once, repeats=1, warmup=0)
+      for name in order.sample(list(runners), len(runners)):
+        samples[name] += time_it(runners[name], repeats=1, warmup=0)
 
     medians = {name: statistics.median(t) for name, t in samples.items()}
     print(f'\n{total:,} parameters, median of {args.repeats} runs')
