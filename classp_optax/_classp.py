@@ -109,6 +109,13 @@ def scale_by_classp(
   The state's structure does not depend on any hyperparameter's value, so a
   new transform, with other hyperparameters, can continue from an old state.
 
+  .. warning::
+    The reference PyTorch code tests ``(grad ** 2).any() > threshold`` per
+    tensor: a boolean compared with the threshold, true whenever any gradient
+    is non-zero, so its threshold never acts. Thresholds tuned with it (the
+    paper's 0.5) are not comparable: here they gate every weight, and 0.5
+    stops most of a network from learning.
+
   Args:
     threshold: squared-gradient threshold :math:`\tau \ge 0`; larger values
       give sparser updates and leave more weights free for later tasks.
