@@ -108,6 +108,12 @@ def test_resume_with_per_task_epochs_and_refusal_of_another_stream(tasks, tmp_pa
     loop.train_continual(mlp(), tasks, sgd, CONFIG, checkpoint_dir=tmp_path)
 
 
+def test_a_task_smaller_than_a_batch_is_refused(tasks):
+  with pytest.raises(ValueError, match='batch_size must be at most'):
+    loop.train_continual(mlp(), tasks, methods.sgd_method(0.1),
+                         loop.TrainConfig(batch_size=1000))
+
+
 def test_data_parallel_on_eight_devices_matches_one_device(tasks):
   method = methods.classp_method(0.05, threshold=1e-4)
   one = loop.train_continual(mlp(), tasks, method, CONFIG)

@@ -167,6 +167,24 @@ def _consolidate(model, optimizer, method: Method, fisher):
   nnx.update(optimizer.opt_state, nnx.state(new_state))
 
 
+def _train_task(model, optimizer, t: int, task: Task, config: TrainConfig,
+                placement: _Placement, after_step) -> None:
+  """The epochs of task ``t``, in an order that depends only on the seed, the
+  task and the epoch."""
+  mask = jnp.asarray(task.logit_mask())
+  steps_per_epoch = task.num_train // config.batch_size
+  step = 0
+  for epoch in range(config.epochs_for(t)):
+    order = np.random.default_rng([config.seed, t, epoch]).permutation(
+        task.num_train)
+    for b in range(steps_per_epoch):
+      x, y = task.train_batch(
+          order[b * config.batch_size:(b + 1) * config.batch_size])
+      loss = train_step(model, optimizer, *placement.batch(x, y), mask)
+      step += 1
+      after_step(step, loss)
+
+
 def fingerprint(method: Method, stream_name: str, config: TrainConfig,
                 model_name: str) -> dict:
   return dict(method=method.name, hyperparams=method.hyperparams,
@@ -215,6 +233,12 @@ def train_continual(
         f'eval_batch_size must be a multiple of the {placement.num_devices} '
         f'devices, got {config.eval_batch_size}.'
     )
+  small = [t.name for t in tasks if t.num_train < config.batch_size]
+  if small:
+    raise ValueError(
+        f'batch_size must be at most every task\'s training examples; '
+        f'{small} have fewer than {config.batch_size}.'
+    )
   model = make_model()
   optimizer = nnx.Optimizer(model, method.optimizer_for_task(0), wrt=nnx.Param)
   num_tasks = len(tasks)
@@ -249,21 +273,14 @@ def train_continual(
       if method.reset_state:
         optimizer = nnx.Optimizer(model, optimizer.tx, wrt=nnx.Param)
         placement.replicate(optimizer)
-    mask = jnp.asarray(task.logit_mask())
-    steps_per_epoch = task.num_train // config.batch_size
     bar.set_postfix_str(task.name)
-    step = 0
-    for epoch in range(config.epochs_for(t)):
-      order = np.random.default_rng([config.seed, t, epoch]).permutation(
-          task.num_train)
-      for b in range(steps_per_epoch):
-        x, y = task.train_batch(
-            order[b * config.batch_size:(b + 1) * config.batch_size])
-        loss = train_step(model, optimizer, *placement.batch(x, y), mask)
-        step += 1
-        bar.update()
-        if on_step is not None:
-          on_step(t, step, float(loss))
+
+    def after_step(step, loss, t=t):
+      bar.update()
+      if on_step is not None:
+        on_step(t, step, float(loss))
+
+    _train_task(model, optimizer, t, task, config, placement, after_step)
     if method.consolidate is not None:
       _consolidate(model, optimizer, method, lambda task=task: task_fisher(
           model, task, config.fisher_samples, config.seed))
