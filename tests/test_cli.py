@@ -39,6 +39,11 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
     (['--epochs', '0'], 'positive integers'),
     (['--epochs', '1,2'], '2 values for 5 tasks'),
     (['--benchmark', 'split-mnist', '--data-dir', '/nonexistent'], 'no train-images'),
+    (['--batch-size', '0'], '--batch-size must be >= 1'),
+    (['--seed', '-1'], '--seed must be >= 0'),
+    (['--tasks', '3'], '--tasks applies to permuted benchmarks only'),
+    (['--benchmark', 'permuted-digits', '--tasks', '0'], '--tasks must be >= 1'),
+    (['--validation', '1.5'], r'--validation must be in (0, 1)'),
 ])
 def test_bad_input_exits_2_with_a_clear_message(argv, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:

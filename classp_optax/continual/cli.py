@@ -1,4 +1,4 @@
-"""``classp-continual``: compare optimizers on a continual-learning benchmark.
+"""classp-continual: compare optimizers on a continual-learning benchmark.
 
     classp-continual                                   # split-digits, embedded
     classp-continual --benchmark permuted-mnist --data-dir ../shared/data \\
@@ -110,8 +110,25 @@ def format_table(results) -> str:
   return '\n'.join(lines)
 
 
+def check_args(args, suite) -> None:
+  """Every numeric option in its range, before any data is loaded."""
+  if args.batch_size is not None and args.batch_size < 1:
+    raise ValueError(f'--batch-size must be >= 1, got {args.batch_size}.')
+  if args.seed < 0:
+    raise ValueError(f'--seed must be >= 0, got {args.seed}.')
+  if args.tasks is not None:
+    if suite.num_tasks is None:
+      raise ValueError(
+          f'--tasks applies to permuted benchmarks only, not {args.benchmark}.')
+    if args.tasks < 1:
+      raise ValueError(f'--tasks must be >= 1, got {args.tasks}.')
+  if args.validation is not None and not 0 < args.validation < 1:
+    raise ValueError(f'--validation must be in (0, 1), got {args.validation}.')
+
+
 def run(args) -> list[loop.RunResult]:
   suite = SUITES[args.benchmark]
+  check_args(args, suite)
   names = [m.strip() for m in args.methods.split(',') if m.strip()]
   overrides = parse_overrides(args.set)
   unknown = sorted(set(overrides) - set(names))
