@@ -23,6 +23,7 @@ from classp_optax.continual import cli
 
 TARGETS = {
     'split-digits': ('--benchmark', 'split-digits'),
+    'permuted-digits': ('--benchmark', 'permuted-digits'),
     'permuted-mnist-10': ('--benchmark', 'permuted-mnist', '--tasks', '10'),
     'permuted-mnist-20': ('--benchmark', 'permuted-mnist', '--tasks', '20'),
     'split-mnist': ('--benchmark', 'split-mnist'),
