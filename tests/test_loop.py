@@ -149,6 +149,17 @@ def test_reset_state_starts_each_task_afresh(tasks):
   assert not np.array_equal(a.accuracy[1], b.accuracy[1])
 
 
+def test_make_method_takes_reset_state_for_every_method():
+  for name in methods.METHODS:
+    plain = methods.make_method(name)
+    assert not plain.reset_state and 'reset_state' not in plain.hyperparams
+    reset = methods.make_method(name, reset_state=True)
+    assert reset.reset_state and reset.hyperparams['reset_state'] is True
+    assert reset.hyperparams == {**plain.hyperparams, 'reset_state': True}
+  with pytest.raises(ValueError, match='reset_state must be True or False'):
+    methods.make_method('adam', reset_state='yes')
+
+
 @pytest.mark.parametrize('make_method,state_type,field,steps_per_unit', [
     (methods.ewc_method, EwcState, 'fisher', 1.0),
     (methods.si_method, SiState, 'importance', 2.0),

@@ -163,10 +163,23 @@ METHODS = {
 
 
 def make_method(name: str, **hyperparams) -> Method:
-  """A method by name; unknown names and hyperparameters are errors."""
+  """A method by name; unknown names and hyperparameters are errors.
+
+  Every method also takes ``reset_state`` (a bool): start each task with a
+  fresh optimizer state. It is recorded in the hyperparameters when given.
+  """
   if name not in METHODS:
     raise ValueError(f'method must be one of {sorted(METHODS)}, got {name!r}.')
+  reset_state = hyperparams.pop('reset_state', None)
+  if reset_state is not None and not isinstance(reset_state, bool):
+    raise ValueError(f'{name}: reset_state must be True or False, got '
+                     f'{reset_state!r}.')
   try:
-    return METHODS[name](**hyperparams)
+    method = METHODS[name](**hyperparams)
   except TypeError as e:
     raise ValueError(f'{name}: {e}') from e
+  if reset_state is None:
+    return method
+  return dataclasses.replace(
+      method, reset_state=reset_state,
+      hyperparams={**method.hyperparams, 'reset_state': reset_state})
