@@ -143,6 +143,12 @@ def test_download_checks_sha256(tmp_path, local_mirror, monkeypatch):
   assert not (folder / 't10k-labels-idx1-ubyte.gz').exists()
   assert len(list(folder.iterdir())) == 3  # no temporary file left behind
 
+  (served / 't10k-labels-idx1-ubyte.gz').unlink()  # the mirror now fails
+  monkeypatch.setitem(datasets.MIRRORS, 'mnist', {'url': url, 'sha256': sums})
+  with pytest.raises(OSError):
+    datasets.download('mnist', tmp_path / 'data')
+  assert len(list(folder.iterdir())) == 3  # nor after a failed request
+
 
 def test_mirror_table_covers_every_file():
   for mirror in datasets.MIRRORS.values():

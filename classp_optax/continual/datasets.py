@@ -182,11 +182,15 @@ def download(name: str, data_dir=None, base_url: str | None = None) -> pathlib.P
     if target.is_file() and sha256_of(target) == expected:
       continue
     url = (base_url or mirror['url']) + f'{stem}.gz'
-    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
-      with urllib.request.urlopen(url, timeout=60) as response:
-        shutil.copyfileobj(response, tmp)
-    if sha256_of(tmp.name) != expected:
-      os.unlink(tmp.name)
-      raise ValueError(f'{url}: sha256 mismatch, expected {expected}.')
-    os.replace(tmp.name, target)
+    fd, tmp = tempfile.mkstemp(dir=folder)
+    try:
+      with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(
+          url, timeout=60) as response:
+        shutil.copyfileobj(response, f)
+      if sha256_of(tmp) != expected:
+        raise ValueError(f'{url}: sha256 mismatch, expected {expected}.')
+    except BaseException:  # a failed or interrupted download leaves nothing
+      os.unlink(tmp)
+      raise
+    os.replace(tmp, target)
   return folder
