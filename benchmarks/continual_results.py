@@ -153,8 +153,8 @@ def main(argv=None) -> int:
   table = markdown(summary, experiment.published)
   (root / 'summary.json').write_text(json.dumps(dict(
       experiment=args.experiment, description=experiment.description,
-      seeds=list(seeds), command=' '.join(sys.argv), machine=platform.node()
-      and f'{os.cpu_count()} CPU cores, {platform.machine()}',
+      seeds=list(seeds), command=' '.join(sys.argv),
+      machine=f'{os.cpu_count()} CPU cores, {platform.machine()}',
       summary=summary, published=experiment.published), indent=2))
   print(f'\n{experiment.description}; seeds {list(seeds)}\n\n{table}')
   return 0

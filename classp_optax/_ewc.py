@@ -77,6 +77,14 @@ def add_ewc_penalty(strength: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def check_consolidation(mode, decay) -> None:
+  """ValueError unless ``mode`` is one of :data:`EWC_MODES` and ``decay`` is
+  in [0, 1]; for checking a method's settings before any task is trained."""
+  if mode not in EWC_MODES:
+    raise ValueError(f'mode must be one of {EWC_MODES}, got {mode!r}.')
+  _checks.check_scalar('decay', decay, low=0.0, high=1.0)
+
+
 def consolidate_ewc(opt_state, params, fisher, mode='separate', decay=1.0):
   r"""Consolidates a finished task: anchors ``params`` with weight ``fisher``.
 
@@ -98,9 +106,7 @@ def consolidate_ewc(opt_state, params, fisher, mode='separate', decay=1.0):
   Returns:
     ``opt_state`` with a new :class:`EwcState`.
   """
-  if mode not in EWC_MODES:
-    raise ValueError(f'mode must be one of {EWC_MODES}, got {mode!r}.')
-  _checks.check_scalar('decay', decay, low=0.0, high=1.0)
+  check_consolidation(mode, decay)
   old = _state_search.find_unique(opt_state, EwcState, 'EwcState')
   if mode == 'separate':
     new = EwcState(

@@ -32,6 +32,12 @@ class SiState(NamedTuple):
   previous_grads: optax.Updates
 
 
+def _path_integral(state: SiState, params):
+  """The path integral, with the move from the previous weights to ``params``."""
+  return jax.tree.map(lambda o, g, w, w0: o - g * (w - w0), state.path_integral,
+                      state.previous_grads, params, state.previous_params)
+
+
 def add_si_penalty(strength: float) -> optax.GradientTransformation:
   r"""Adds the gradient of the SI penalty and tracks each weight's path integral.
 
@@ -63,9 +69,7 @@ def add_si_penalty(strength: float) -> optax.GradientTransformation:
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError('add_si_penalty needs params in update().')
-    path = jax.tree.map(lambda o, g, w, w0: o - g * (w - w0),
-                        state.path_integral, state.previous_grads, params,
-                        state.previous_params)
+    path = _path_integral(state, params)
     penalised = jax.tree.map(
         lambda g, om, w, a: g + (2 * strength * om * (w - a)).astype(g.dtype),
         updates, state.importance, params, state.anchor)
@@ -73,6 +77,12 @@ def add_si_penalty(strength: float) -> optax.GradientTransformation:
                                      previous_grads=updates)
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def check_damping(damping) -> None:
+  """ValueError unless ``damping`` is in (0, inf)."""
+  _checks.check_scalar('damping', damping, low=0.0, low_inclusive=False,
+                       high_inclusive=False)
 
 
 def consolidate_si(opt_state, params, damping: float = 0.1):
@@ -91,11 +101,9 @@ def consolidate_si(opt_state, params, damping: float = 0.1):
   Returns:
     ``opt_state`` with the new :class:`SiState`.
   """
-  _checks.check_scalar('damping', damping, low=0.0, low_inclusive=False,
-                       high_inclusive=False)
+  check_damping(damping)
   old = _state_search.find_unique(opt_state, SiState, 'SiState')
-  path = jax.tree.map(lambda o, g, w, w0: o - g * (w - w0), old.path_integral,
-                      old.previous_grads, params, old.previous_params)
+  path = _path_integral(old, params)
   importance = jax.tree.map(
       lambda om, p, w, a: om + jnp.maximum(p, 0) / ((w - a) ** 2 + damping),
       old.importance, path, params, old.anchor)

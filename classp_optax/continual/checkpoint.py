@@ -45,6 +45,10 @@ def _signature(tree) -> dict[str, list]:
   return signature
 
 
+def _differing_keys(saved: dict, now: dict) -> list[str]:
+  return sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+
+
 def _unflatten(flat: dict, like):
   """The inverse of :func:`_flatten` onto the structure of ``like``."""
   leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(like)
@@ -102,10 +106,7 @@ class RunCheckpointer:
         task, args=ocp.args.Composite(record=ocp.args.JsonRestore())
     )['record']
     if record['fingerprint'] != self.fingerprint:
-      diff = sorted(
-          k for k in set(record['fingerprint']) | set(self.fingerprint)
-          if record['fingerprint'].get(k) != self.fingerprint.get(k)
-      )
+      diff = _differing_keys(record['fingerprint'], self.fingerprint)
       raise ValueError(
           f'checkpoint in {self._manager.directory} is from another run: '
           f'{", ".join(diff)} differ (saved {record["fingerprint"]}, now '
@@ -114,10 +115,7 @@ class RunCheckpointer:
     state = nnx.state((model, optimizer))
     expected = _signature(state)
     if record['signature'] != expected:
-      diff = sorted(
-          k for k in set(record['signature']) | set(expected)
-          if record['signature'].get(k) != expected.get(k)
-      )
+      diff = _differing_keys(record['signature'], expected)
       raise ValueError(
           f'checkpoint in {self._manager.directory} holds another model or '
           f'optimizer: arrays {diff[:5]} differ in name, shape or dtype.'

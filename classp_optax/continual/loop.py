@@ -1,7 +1,7 @@
 """One generic continual-learning loop over a stream of tasks.
 
 For each task: train for the given epochs with a jitted step, consolidate
-(EWC), evaluate on every task's test set to fill row ``i`` of the accuracy
+(EWC, SI), evaluate on every task's test set to fill row ``i`` of the accuracy
 matrix ``R``, and checkpoint. The data order depends only on the seed, the
 task and the epoch, and the dropout RNG lives in the model's checkpointed
 state, so a resumed run repeats exactly what an uninterrupted run does.

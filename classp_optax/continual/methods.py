@@ -11,8 +11,8 @@ import dataclasses
 
 import optax
 
-from classp_optax import EWC_MODES
-from classp_optax import _checks
+from classp_optax import _ewc
+from classp_optax import _si
 from classp_optax import add_ewc_penalty
 from classp_optax import add_si_penalty
 from classp_optax import classp
@@ -88,13 +88,11 @@ def ewc_method(
     momentum: float = 0.0,
 ) -> Method:
   """EWC's penalty on top of SGD (with optional momentum)."""
-  if mode not in EWC_MODES:
-    raise ValueError(f'mode must be one of {EWC_MODES}, got {mode!r}.')
+  _ewc.check_consolidation(mode, decay)
   tx = optax.chain(
       add_ewc_penalty(strength),
       optax.sgd(learning_rate, momentum=momentum or None),
   )
-  _checks.check_scalar('decay', decay, low=0.0, high=1.0)
 
   def consolidate(opt_state, params, fisher):
     return consolidate_ewc(opt_state, params, fisher(), mode=mode, decay=decay)
@@ -114,8 +112,7 @@ def si_method(
     momentum: float = 0.0,
 ) -> Method:
   """Synaptic Intelligence's penalty on top of SGD (with optional momentum)."""
-  _checks.check_scalar('damping', damping, low=0.0, low_inclusive=False,
-                       high_inclusive=False)
+  _si.check_damping(damping)
   tx = optax.chain(
       add_si_penalty(strength),
       optax.sgd(learning_rate, momentum=momentum or None),

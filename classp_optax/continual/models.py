@@ -1,6 +1,7 @@
 """Flax NNX models for the continual-learning benchmarks."""
 
 from collections.abc import Sequence
+import math
 
 from flax import nnx
 import jax
@@ -74,7 +75,7 @@ def make_model(name: str, image_shape: Sequence[int], num_classes: int,
   """``'mlp'`` or ``'cnn'``, initialised from ``seed``; ``init`` is the MLP's."""
   rngs = nnx.Rngs(params=seed, dropout=seed + 1)
   if name == 'mlp':
-    return MLP(int(jnp.prod(jnp.array(image_shape))), hidden, num_classes,
+    return MLP(math.prod(image_shape), hidden, num_classes,
                init=init, rngs=rngs)
   if name == 'cnn':
     return CNN(image_shape, num_classes, rngs=rngs)

@@ -33,14 +33,11 @@ def _permuted_digits(data_dir, seed, num_tasks):
   return streams.permuted(datasets.load_digits(seed=seed), num_tasks, seed)
 
 
-def _split_mnist(data_dir, seed, num_tasks):
-  return streams.split(datasets.load_idx_dataset('mnist', data_dir),
-                       heads='per-task')
-
-
-def _split_fmnist(data_dir, seed, num_tasks):
-  return streams.split(datasets.load_idx_dataset('fashion-mnist', data_dir),
-                       heads='per-task')
+def _split_idx(name):
+  def make_tasks(data_dir, seed, num_tasks):
+    return streams.split(datasets.load_idx_dataset(name, data_dir),
+                         heads='per-task')
+  return make_tasks
 
 
 def _permuted_mnist(data_dir, seed, num_tasks):
@@ -92,10 +89,11 @@ SUITES = {
         '(embedded)', _permuted_digits, 'mlp', hidden=(128, 128), epochs=5,
         batch_size=16, num_tasks=5, method_defaults=_SMALL_DEFAULTS),
     'split-mnist': Suite(
-        'MNIST in 5 tasks of 2 classes, per-task heads', _split_mnist, 'mlp',
+        'MNIST in 5 tasks of 2 classes, per-task heads', _split_idx('mnist'), 'mlp',
         method_defaults=_SMALL_DEFAULTS),
     'split-fmnist': Suite(
-        'Fashion-MNIST in 5 tasks of 2 classes, per-task heads', _split_fmnist,
+        'Fashion-MNIST in 5 tasks of 2 classes, per-task heads',
+        _split_idx('fashion-mnist'),
         'mlp', method_defaults=_SMALL_DEFAULTS),
     'permuted-mnist': Suite(
         'MNIST under fixed pixel permutations, task 0 the identity, shared '
