@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from classp_optax.continual import cli
+from _runs import run_once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,17 +138,10 @@ def main(argv=None) -> int:
   root = pathlib.Path(args.out) / args.experiment
   runs = []
   for seed in seeds:
-    out = root / f'seed{seed}'
-    done = out / 'results.json'
-    if not done.exists():
-      argv = [*experiment.cli_args, '--seed', str(seed), '--out', str(out),
-              '--resume', *args.extra]
-      if args.data_dir:
-        argv += ['--data-dir', args.data_dir]
-      print('+ classp-continual ' + ' '.join(argv), flush=True)
-      if cli.main(argv) != 0:
-        return 1
-    runs.append(json.loads(done.read_text()))
+    argv = [*experiment.cli_args, '--seed', str(seed), *args.extra]
+    if args.data_dir:
+      argv += ['--data-dir', args.data_dir]
+    runs.append(run_once(argv, root / f'seed{seed}'))
   summary = summarize(runs)
   table = markdown(summary, experiment.published)
   (root / 'summary.json').write_text(json.dumps(dict(

@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from classp_optax.continual import cli
+from _runs import run_once
 
 TARGETS = {
     'split-digits': ('--benchmark', 'split-digits'),
@@ -65,12 +65,7 @@ def _sets(method: str, config: dict) -> list[str]:
 
 
 def _run(argv: list[str], out: pathlib.Path) -> dict:
-  done = out / 'results.json'
-  if not done.exists():
-    print('+ classp-continual ' + ' '.join(argv), flush=True)
-    if cli.main([*argv, '--out', str(out), '--resume', '--no-progress']) != 0:
-      raise SystemExit(1)
-  return json.loads(done.read_text())['results'][0]
+  return run_once(argv, out, progress=False)['results'][0]
 
 
 def main(argv=None) -> int:
