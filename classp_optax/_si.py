@@ -32,6 +32,12 @@ class SiState(NamedTuple):
   previous_grads: optax.Updates
 
 
+def _copy(tree):
+  """New buffers with ``tree``'s values: the state must not share buffers with
+  the parameters (or itself), so that a step can donate both."""
+  return jax.tree.map(jnp.copy, tree)
+
+
 def _path_integral(state: SiState, params):
   """The path integral, with the move from the previous weights to ``params``."""
   return jax.tree.map(lambda o, g, w, w0: o - g * (w - w0), state.path_integral,
@@ -62,13 +68,17 @@ def add_si_penalty(strength: float) -> optax.GradientTransformation:
   _checks.check_scalar('strength', strength, low=0.0, high_inclusive=False)
 
   def init_fn(params):
-    zeros = optax.tree.zeros_like(params)
-    return SiState(importance=zeros, anchor=params, path_integral=zeros,
-                   previous_params=params, previous_grads=zeros)
+    zeros = lambda: optax.tree.zeros_like(params)
+    return SiState(importance=zeros(), anchor=_copy(params),
+                   path_integral=zeros(), previous_params=_copy(params),
+                   previous_grads=zeros())
 
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError('add_si_penalty needs params in update().')
+    _checks.check_state('add_si_penalty', state, SiState)
+    _checks.check_like('updates', updates, 'importance', state.importance)
+    _checks.check_like('params', params, 'updates', updates)
     path = _path_integral(state, params)
     penalised = jax.tree.map(
         lambda g, om, w, a: g + (2 * strength * om * (w - a)).astype(g.dtype),
@@ -103,11 +113,13 @@ def consolidate_si(opt_state, params, damping: float = 0.1):
   """
   check_damping(damping)
   old = _state_search.find_unique(opt_state, SiState, 'SiState')
+  _checks.check_like('params', params, 'the SI state', old.anchor)
   path = _path_integral(old, params)
   importance = jax.tree.map(
       lambda om, p, w, a: om + jnp.maximum(p, 0) / ((w - a) ** 2 + damping),
       old.importance, path, params, old.anchor)
-  zeros = optax.tree.zeros_like(params)
-  new = SiState(importance=importance, anchor=params, path_integral=zeros,
-                previous_params=params, previous_grads=zeros)
+  new = SiState(importance=importance, anchor=_copy(params),
+                path_integral=optax.tree.zeros_like(params),
+                previous_params=_copy(params),
+                previous_grads=optax.tree.zeros_like(params))
   return _state_search.replace_node(opt_state, old, new)

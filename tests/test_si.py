@@ -1,5 +1,8 @@
 """Synaptic Intelligence: the path integral, importance and penalty by hand."""
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -57,3 +60,23 @@ def test_bad_arguments():
   tx = add_si_penalty(1.0)
   with pytest.raises(ValueError, match='needs params'):
     tx.update(jnp.zeros(1), tx.init(jnp.zeros(1)))
+
+
+def test_state_can_be_donated_with_the_params_after_init_and_consolidation():
+  """SI keeps copies of the weights: no buffer of its state is a buffer of
+  the parameters, so a step may donate both (as for CLASSP)."""
+  tx = optax.chain(add_si_penalty(0.5), optax.sgd(0.1))
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step(params, state):
+    updates, state = tx.update(jax.tree.map(lambda w: 2 * w, params), state,
+                               params)
+    return optax.apply_updates(params, updates), state
+
+  params = {'w': jnp.arange(4.0)}
+  state = tx.init(params)
+  params, state = step(params, state)
+  state = consolidate_si(state, params)
+  params, state = step(params, state)
+  np.testing.assert_allclose(state[0].anchor['w'], jnp.arange(4.0) * 0.8)
+  assert np.all(np.isfinite(params['w']))
