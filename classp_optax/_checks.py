@@ -47,3 +47,36 @@ def check_scalar(
 def check_bool(name: str, value) -> None:
   if not isinstance(value, (bool, np.bool_)):
     raise ValueError(f'{name} must be True or False, got {value!r}.')
+
+
+def check_state(transform: str, state, state_type) -> None:
+  """ValueError unless ``state`` is a ``state_type`` (what ``init`` made)."""
+  if not isinstance(state, state_type):
+    raise ValueError(
+        f'{transform}: the state must be the {state_type.__name__} that '
+        f'init() returned, got {type(state).__name__}.'
+    )
+
+
+def check_like(name: str, tree, reference_name: str, reference) -> None:
+  """ValueError unless ``tree`` has the structure and leaf shapes of
+  ``reference``, naming the first leaf that differs and both shapes.
+
+  Shapes are static, so under ``jax.jit`` this costs nothing at run time.
+  """
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  reference_leaves, reference_treedef = jax.tree_util.tree_flatten_with_path(
+      reference)
+  if treedef != reference_treedef:
+    raise ValueError(
+        f'{name} has another tree structure than {reference_name}: '
+        f'{treedef} against {reference_treedef}.'
+    )
+  for (path, leaf), (_, reference_leaf) in zip(leaves, reference_leaves,
+                                               strict=True):
+    if np.shape(leaf) != np.shape(reference_leaf):
+      where = jax.tree_util.keystr(path)
+      raise ValueError(
+          f'{name}{where} has shape {np.shape(leaf)}, but '
+          f'{reference_name}{where} has shape {np.shape(reference_leaf)}.'
+      )

@@ -175,6 +175,8 @@ def scale_by_classp(
 
   def update_fn(updates, state, params=None):
     del params
+    _checks.check_state('scale_by_classp', state, ClasspState)
+    _checks.check_like('updates', updates, 'grad_sum', state.grad_sum)
     pairs = jax.tree.map(update_leaf, updates, state.grad_sum)
     new_updates, grad_sum = jax.tree.transpose(
         jax.tree.structure(updates), jax.tree.structure((0, 0)), pairs
@@ -242,7 +244,7 @@ def classp(
   """
   if not callable(learning_rate):
     _checks.check_scalar('learning_rate', learning_rate, low=0.0)
-  return optax.chain(
+  chained = optax.chain(
       scale_by_classp(
           threshold=threshold,
           power=power,
@@ -252,6 +254,17 @@ def classp(
       ),
       optax.scale_by_learning_rate(learning_rate),
   )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    # optax.chain would index the state blindly; say what is wrong instead.
+    if not (isinstance(state, tuple) and len(state) == 2):
+      raise ValueError(
+          'classp: the state must be the (ClasspState, ...) pair that init() '
+          f'returned, got {type(state).__name__}.'
+      )
+    return chained.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(chained.init, update_fn)
 
 
 def default_accumulator_dtype(param_dtype) -> np.dtype:

@@ -68,6 +68,9 @@ def add_ewc_penalty(strength: float) -> optax.GradientTransformation:
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError('add_ewc_penalty needs params in update().')
+    _checks.check_state('add_ewc_penalty', state, EwcState)
+    _checks.check_like('updates', updates, 'fisher', state.fisher)
+    _checks.check_like('params', params, 'updates', updates)
     updates = jax.tree.map(
         lambda g, f, a, w: g + strength * (f * w - a).astype(g.dtype),
         updates, state.fisher, state.fisher_anchor, params,
@@ -108,6 +111,8 @@ def consolidate_ewc(opt_state, params, fisher, mode='separate', decay=1.0):
   """
   check_consolidation(mode, decay)
   old = _state_search.find_unique(opt_state, EwcState, 'EwcState')
+  _checks.check_like('params', params, 'the EWC state', old.fisher)
+  _checks.check_like('fisher', fisher, 'params', params)
   if mode == 'separate':
     new = EwcState(
         fisher=jax.tree.map(jnp.add, old.fisher, fisher),
