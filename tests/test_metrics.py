@@ -1,5 +1,7 @@
 """Continual-learning metrics against a matrix worked out by hand."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,20 @@ def test_forgetting_uses_the_best_earlier_accuracy_not_the_diagonal():
   # Task 0 peaked after task 1 (0.9): forgot 0.3; BWT only sees 0.6 - 0.5.
   assert metrics.forgetting(r) == pytest.approx((0.3 + 0.0) / 2)
   assert metrics.backward_transfer(r) == pytest.approx((0.1 + 0.0) / 2)
+
+
+def test_forgetting_ignores_accuracy_before_a_task_was_learnt():
+  """Where the two definitions differ: task 1 scored 0.6 before training (on
+  a shared head) and 0.5 after. Chaudhry's max over every l < T-1 would give
+  (0.3 + 0.2) / 2 = 0.25; over l >= j, as the README states, 0.2."""
+  r = np.array([[0.9, 0.6, 0.1], [0.7, 0.5, 0.2], [0.6, 0.4, 0.9]])
+  assert metrics.forgetting(r) == pytest.approx((0.3 + 0.1) / 2)
+
+
+def test_the_readme_states_the_forgetting_formula_the_code_computes():
+  readme = (pathlib.Path(__file__).parents[1] / 'README.md').read_text()
+  assert f'**forgetting** is `{metrics.FORGETTING_FORMULA}`' in readme
+  assert metrics.FORGETTING_FORMULA in metrics.forgetting.__doc__
 
 
 def test_no_forgetting_and_single_task():

@@ -38,12 +38,19 @@ def backward_transfer(accuracy) -> float:
   return float((r[-1, :-1] - np.diag(r)[:-1]).mean())
 
 
-def forgetting(accuracy) -> float:
-  """Average forgetting (Chaudhry et al., 2018).
+FORGETTING_FORMULA = 'mean_{j<T-1} (max_{j<=l<T-1} R[l, j] - R[T-1, j])'
 
-  ``mean_{j<T-1} (max_{l in [j, T-2]} R[l, j] - R[T-1, j])``: how far each
-  earlier task fell from its best accuracy. Non-negative; 0 means nothing was
-  forgotten, larger is worse.
+
+def forgetting(accuracy) -> float:
+  """Average forgetting (Chaudhry et al., 2018), over tasks once learnt.
+
+  ``mean_{j<T-1} (max_{j<=l<T-1} R[l, j] - R[T-1, j])``: how far each
+  earlier task fell from its best accuracy since it was trained. Chaudhry et
+  al. take the maximum over every ``l < T-1``; before task ``j`` is trained
+  its accuracy measures nothing learnt (chance on its own head, or transfer
+  from other tasks), so it is left out here. 0 means nothing was forgotten,
+  larger is worse; a task that later training improved beyond its best
+  counts negatively.
   """
   r = _check(accuracy)
   if len(r) == 1:
