@@ -6,9 +6,13 @@
 For each method, every configuration of its grid (6 each: the same budget)
 is trained on seed 0 with 10% of the training data held out, and scored by
 its final average accuracy on that held-out data; the test sets are never
-seen. The best configuration is then run on the test sets with seeds 0, 1
-and 2. Each run lives in ``results/tune/<target>/``; finished runs are not
-repeated, so the search can be stopped and started.
+seen. A configuration whose penalty ends past SGD's stability bound
+(learning rate x largest curvature >= 2, see ``Method.stiffness``) is not a
+candidate: it oscillates on its stiffest weights, whatever it scored. The
+best configuration is then run on the test sets with seeds 0, 1 and 2. Each
+run lives in ``results/tune/<target>/``; finished runs are not repeated, so
+the search can be stopped and started. ``--methods ewc,si`` tunes those
+again and keeps the other methods' entries of an earlier summary.
 """
 
 import argparse
@@ -19,6 +23,8 @@ import sys
 
 import numpy as np
 
+from classp_optax.continual import suites
+
 from _runs import run_once
 
 TARGETS = {
@@ -27,7 +33,17 @@ TARGETS = {
     'permuted-mnist-10': ('--benchmark', 'permuted-mnist', '--tasks', '10'),
     'permuted-mnist-20': ('--benchmark', 'permuted-mnist', '--tasks', '20'),
     'split-mnist': ('--benchmark', 'split-mnist'),
+    'split-fmnist': ('--benchmark', 'split-fmnist'),
     'mnist-fashion-mlp': ('--benchmark', 'mnist-fashion', '--model', 'mlp'),
+}
+# The targets that are a benchmark as it runs by default: their choices are
+# that benchmark's defaults (``--record`` writes them to tuned.json).
+DEFAULT_OF = {
+    'split-digits': 'split-digits',
+    'permuted-digits': 'permuted-digits',
+    'permuted-mnist-10': 'permuted-mnist',
+    'split-mnist': 'split-mnist',
+    'split-fmnist': 'split-fmnist',
 }
 
 
@@ -64,8 +80,29 @@ def _sets(method: str, config: dict) -> list[str]:
   return args
 
 
+def _stable(result: dict) -> bool:
+  """Whether a run's penalty stayed within SGD's stability bound after every
+  task: a configuration past it is never chosen, however it scored."""
+  bound = result.get('stiffness_bound')
+  return bound is None or all(s < bound for s in result['stiffness'])
+
+
 def _run(argv: list[str], out: pathlib.Path) -> dict:
   return run_once(argv, out, progress=False)['results'][0]
+
+
+def _record(target: str, report: dict) -> None:
+  if target not in DEFAULT_OF:
+    raise SystemExit(f'{target} is no benchmark as it runs by default; '
+                     f'--record takes one of {sorted(DEFAULT_OF)}.')
+  records = suites.tuned_defaults()
+  records[DEFAULT_OF[target]] = dict(
+      command=f'python benchmarks/tune.py {target} --data-dir DATA',
+      report=f'docs/results/tune-{target}.json',
+      methods={method: r['best'] for method, r in report.items()})
+  suites.TUNED_FILE.write_text(json.dumps(records, indent=2) + '\n')
+  print(f'recorded the choices as {DEFAULT_OF[target]}\'s defaults in '
+        f'{suites.TUNED_FILE}')
 
 
 def main(argv=None) -> int:
@@ -75,6 +112,9 @@ def main(argv=None) -> int:
   parser.add_argument('--methods', default=','.join(SPACES))
   parser.add_argument('--data-dir')
   parser.add_argument('--out', default='results/tune')
+  parser.add_argument('--record', action='store_true',
+                      help="write the choices as the benchmark's defaults "
+                           '(classp_optax/continual/tuned.json)')
   args = parser.parse_args(argv)
   if args.list or not args.target:
     for name, target in TARGETS.items():
@@ -86,30 +126,41 @@ def main(argv=None) -> int:
   if args.data_dir:
     base += ['--data-dir', args.data_dir]
   root = pathlib.Path(args.out) / args.target
-  report = {}
+  summary_file = root / 'summary.json'
+  # Tuning some methods again keeps the others' entries.
+  report = (json.loads(summary_file.read_text())['report']
+            if summary_file.exists() else {})
   for method in args.methods.split(','):
     scores = []
     for config in SPACES[method]:
       result = _run([*base, '--methods', method, *_sets(method, config),
                      '--validation', str(VALIDATION), '--seed', '0'],
                     root / 'search' / method / _slug(config))
-      scores.append(result['average_accuracy'])
+      scores.append(result['average_accuracy'] if _stable(result)
+                    else float('-inf'))
     best = int(np.argmax(scores))
+    if scores[best] == float('-inf'):
+      raise SystemExit(f'{method}: every configuration is past the stability '
+                       'bound of SGD on its penalty; widen the grid.')
     tests = [_run([*base, '--methods', method, *_sets(method, SPACES[method][best]),
                    '--seed', str(seed)],
                   root / 'test' / method / _slug(SPACES[method][best]) / f'seed{seed}')
              for seed in TEST_SEEDS]
     report[method] = dict(
-        best=SPACES[method][best], validation_scores=scores,
+        best=SPACES[method][best],
+        validation_scores=[s if np.isfinite(s) else None for s in scores],
         **{key: [float(np.mean([t[key] for t in tests])),
                  float(np.std([t[key] for t in tests]))]
            for key in ('average_accuracy', 'forgetting', 'learning_accuracy')},
         state_bytes=tests[0]['state_bytes'],
     )
-  (root / 'summary.json').write_text(json.dumps(dict(
-      target=args.target, command=' '.join(sys.argv), budget_per_method=6,
+  command = ' '.join(sys.argv)
+  summary_file.write_text(json.dumps(dict(
+      target=args.target, command=command, budget_per_method=6,
       validation_fraction=VALIDATION, test_seeds=list(TEST_SEEDS),
       spaces=SPACES, report=report), indent=2))
+  if args.record:
+    _record(args.target, report)
   print(f'\n{args.target}: best of 6 configurations per method on a '
         f'{VALIDATION:.0%} validation split; test over seeds {list(TEST_SEEDS)}\n')
   print('| method | chosen configuration | test average accuracy | forgetting '

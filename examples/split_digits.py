@@ -14,7 +14,7 @@ from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.models import MLP
 from classp_optax.continual.streams import split
 
-tasks = split(load_digits(), heads='per-task')
+tasks = split(load_digits(), scenario='task')
 config = TrainConfig(epochs=5, batch_size=16)
 
 for method in [

@@ -1,7 +1,13 @@
 """The classp-continual command, end to end on the embedded digits."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pytest
 
 from classp_optax.continual import cli
@@ -44,6 +50,22 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
     (['--tasks', '3'], '--tasks applies to permuted benchmarks only'),
     (['--benchmark', 'permuted-digits', '--tasks', '0'], '--tasks must be >= 1'),
     (['--validation', '1.5'], r'--validation must be in (0, 1)'),
+    (['--methods', 'sgd,sgd'], 'lists sgd more than once'),
+    (['--methods', 'sgd:'], 'a method label takes'),
+    (['--methods', 'sgd:a', '--set', 'sgd:b.learning_rate=1'], 'not in --methods'),
+    (['--benchmark', 'permuted-digits', '--scenario', 'class'],
+     '--scenario applies to split benchmarks only'),
+    (['--checkpoint-every', '0'], '--checkpoint-every must be >= 1'),
+    (['--resume', '--overwrite'], 'exclude each other'),
+    (['--methods', 'adam', '--set', 'adam.learning_rate=abc'],
+     "adam.learning_rate must be a real number in (0.0, inf), got 'abc'"),
+    (['--methods', 'adam', '--set', 'adam.learning_rate=-1'],
+     'adam.learning_rate must be a real number in (0.0, inf), got -1'),
+    (['--methods', 'sgd', '--set', 'sgd.momentum=-0.5'],
+     'sgd.momentum must be a real number in [0.0, 1.0), got -0.5'),
+    # Checked before the data: the folder does not exist.
+    (['--benchmark', 'split-mnist', '--data-dir', '/nonexistent', '--methods',
+      'ewc', '--set', 'ewc.decay=2'], 'ewc.decay must be a real number in'),
 ])
 def test_bad_input_exits_2_with_a_clear_message(argv, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
@@ -51,3 +73,83 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, tmp_path, capsys)
   assert exit_info.value.code == 2
   assert message in capsys.readouterr().err
 
+
+
+def _run(argv, out, capsys, epochs='1'):
+  code = cli.main([*argv, '--out', str(out), '--no-progress', '--epochs', epochs])
+  return code, capsys.readouterr()
+
+
+def test_labelled_variants_have_their_own_settings_records_and_checkpoints(
+    tmp_path, capsys):
+  code, captured = _run(['--methods', 'sgd,sgd:fast', '--set',
+                         'sgd:fast.learning_rate=0.3'], tmp_path, capsys)
+  assert code == 0
+  saved = json.loads((tmp_path / 'results.json').read_text())
+  by_method = {r['method']: r for r in saved['results']}
+  assert by_method['sgd']['hyperparams']['learning_rate'] == 0.03  # tuned
+  assert by_method['sgd:fast']['hyperparams']['learning_rate'] == 0.3
+  assert by_method['sgd']['accuracy'] != by_method['sgd:fast']['accuracy']
+  assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == [
+      'sgd', 'sgd@fast']
+  assert any(line.startswith('sgd:fast ') for line in captured.out.splitlines())
+
+
+def test_an_earlier_run_is_never_deleted_without_being_asked(tmp_path, capsys):
+  assert _run(['--methods', 'sgd'], tmp_path, capsys)[0] == 0
+  folder = tmp_path / 'checkpoints' / 'sgd'
+  before = sorted(p.name for p in folder.iterdir())
+  with pytest.raises(SystemExit) as exit_info:
+    _run(['--methods', 'sgd'], tmp_path, capsys)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert '--resume' in err and '--overwrite' in err and str(folder) in err
+  assert sorted(p.name for p in folder.iterdir()) == before
+  # --resume finds the finished run and trains nothing; --overwrite starts over.
+  assert _run(['--methods', 'sgd', '--resume'], tmp_path, capsys)[0] == 0
+  assert _run(['--methods', 'sgd', '--overwrite'], tmp_path, capsys)[0] == 0
+
+
+@pytest.mark.parametrize('scenario,outputs,chance', [
+    ('task', 10, 0.5), ('domain', 2, 0.5), ('class', 10, 0.1)])
+def test_scenarios_of_split_benchmarks(tmp_path, capsys, scenario, outputs,
+                                       chance):
+  code, captured = _run(['--methods', 'adam', '--scenario', scenario],
+                        tmp_path, capsys, epochs='5')
+  assert code == 0
+  assert f'{scenario}-incremental' in captured.out
+  saved = json.loads((tmp_path / 'results.json').read_text())
+  assert saved['scenario'] == scenario
+  r = np.array(saved['results'][0]['accuracy'])
+  assert np.all(np.diag(r) > chance + 0.2)  # every task is learnt
+  if scenario == 'class':  # a shared head forgets the old classes entirely
+    assert np.all(r[-1, :-1] < 0.1)
+
+
+def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path):
+  """SIGINT (also while a checkpoint is being written: one after every step
+  here) ends the run with exit code 130, no traceback, and the command that
+  continues it; that command then finishes the run."""
+  out = tmp_path / 'run'
+  argv = [sys.executable, '-m', 'classp_optax.continual', '--methods', 'sgd',
+          '--no-progress', '--out', str(out), '--checkpoint-every', '1']
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  process = subprocess.Popen(
+      argv, stderr=subprocess.PIPE, text=True, env=env,
+      # A shell's background jobs ignore SIGINT; a user's terminal does not.
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  folder = out / 'checkpoints' / 'sgd'
+  deadline = time.monotonic() + 120
+  while not (folder.exists() and any(folder.iterdir())):
+    assert process.poll() is None and time.monotonic() < deadline
+    time.sleep(0.02)
+  time.sleep(0.3)
+  process.send_signal(signal.SIGINT)
+  _, err = process.communicate(timeout=60)
+  assert process.returncode == 130, err
+  assert 'Traceback' not in err
+  assert '--resume' in err and '--checkpoint-every 1' in err
+  resumed = subprocess.run(argv + ['--resume'], env=env, capture_output=True,
+                           text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr
+  assert (out / 'results.json').exists()

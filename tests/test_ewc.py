@@ -1,5 +1,6 @@
 """EWC: the penalty is real, pulls weights back, and the Fisher is right."""
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,19 +105,23 @@ def test_empirical_fisher_of_logistic_regression_by_hand():
   assert np.all(per_example.mean(0) ** 2 <= np.asarray(got) + 1e-7)
 
 
-def test_task_fisher_is_computed_in_evaluation_mode():
-  ds = load_digits()
-  task = streams.split(ds)[0]
-  model = models.make_model('cnn', (8, 8, 1), 10, seed=0)
-  first = loop.task_fisher(model, task, num_samples=64, seed=0)
-  second = loop.task_fisher(model, task, num_samples=64, seed=0)
-  # Dropout off: two computations agree exactly, whatever the RNG did.
-  jax.tree.map(np.testing.assert_array_equal, first, second)
-  assert any(float(jnp.max(f)) > 0 for f in jax.tree.leaves(first))
+def test_task_fisher_is_computed_with_dropout_off():
+  """The Fisher of a model with dropout equals that of the same weights with
+  dropout rate 0: the mask must not act, not merely stay fixed."""
+  task = streams.split(load_digits())[0]
+  with_dropout = models.CNN((8, 8, 1), 10, dropout=0.5,
+                            rngs=nnx.Rngs(params=0, dropout=1))
+  no_dropout = models.CNN((8, 8, 1), 10, dropout=0.0,
+                          rngs=nnx.Rngs(params=0, dropout=1))
+  got = loop.task_fisher(with_dropout, task, num_samples=64, seed=0)
+  want = loop.task_fisher(no_dropout, task, num_samples=64, seed=0)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                        atol=1e-9), got, want)
+  assert all(float(jnp.max(f)) > 0 for f in jax.tree.leaves(got))
   # And the model is back in training mode: dropout makes calls differ.
   x = jnp.asarray(task.test_set()[0][:8])
-  assert not np.array_equal(model(x), model(x))
-  assert model.dropout.deterministic is False
+  assert not np.array_equal(with_dropout(x), with_dropout(x))
+  assert with_dropout.dropout.deterministic is False
 
 
 def test_ewc_keeps_weights_near_the_anchor_while_training_on_new_data():

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 import numpy as np
+import optax
 import pytest
 
 from classp_optax import EwcState
@@ -25,7 +26,7 @@ CONFIG = loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128, seed=3,
 
 @pytest.fixture(scope='module')
 def tasks():
-  return streams.split(load_digits(), heads='per-task')[:3]
+  return streams.split(load_digits(), scenario='task')[:3]
 
 
 def cnn():
@@ -55,6 +56,8 @@ def test_accuracy_matrix_is_filled(tasks):
     methods.si_method(0.1, strength=1.0),
 ])
 def test_killed_mid_task_and_resumed_equals_uninterrupted(tasks, tmp_path, method):
+  """A kill in task 1 after a mid-task checkpoint (every 4 steps) resumes at
+  that checkpoint, and the run ends with the same accuracy matrix."""
   straight = loop.train_continual(cnn, tasks, method, CONFIG)
 
   def kill_in_task_two(task, step, loss):
@@ -63,14 +66,54 @@ def test_killed_mid_task_and_resumed_equals_uninterrupted(tasks, tmp_path, metho
 
   with pytest.raises(Interrupted):
     loop.train_continual(cnn, tasks, method, CONFIG, checkpoint_dir=tmp_path,
-                         on_step=kill_in_task_two)
+                         checkpoint_every_steps=4, on_step=kill_in_task_two)
   resumed_steps = []
   resumed = loop.train_continual(
       cnn, tasks, method, CONFIG, checkpoint_dir=tmp_path,
-      on_step=lambda task, step, loss: resumed_steps.append(task))
-  assert resumed_steps[0] == 1  # task 0 was not trained again
+      checkpoint_every_steps=4,
+      on_step=lambda task, step, loss: resumed_steps.append((task, step)))
+  assert resumed_steps[0] == (1, 9)  # from the checkpoint after step 8
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
   assert resumed.state_bytes == straight.state_bytes > 0
+  assert resumed.stiffness == straight.stiffness
+
+
+def test_killed_in_the_first_task_resumes_from_its_checkpoint(tasks, tmp_path):
+  sgd = methods.sgd_method(0.1)
+  straight = loop.train_continual(mlp(), tasks[:2], sgd, CONFIG)
+
+  def kill(task, step, loss):
+    if task == 0 and step == 7:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    loop.train_continual(mlp(), tasks[:2], sgd, CONFIG, checkpoint_dir=tmp_path,
+                         checkpoint_every_steps=3, on_step=kill)
+  resumed_steps = []
+  resumed = loop.train_continual(
+      mlp(), tasks[:2], sgd, CONFIG, checkpoint_dir=tmp_path,
+      on_step=lambda task, step, loss: resumed_steps.append((task, step)))
+  assert resumed_steps[0] == (0, 7)
+  np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
+
+
+def test_killed_between_tasks_resumes_at_the_next_task(tasks, tmp_path):
+  sgd = methods.sgd_method(0.1)
+  straight = loop.train_continual(mlp(), tasks, sgd, CONFIG)
+
+  def kill(task, step, loss):
+    if task == 1 and step == 2:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    loop.train_continual(mlp(), tasks, sgd, CONFIG, checkpoint_dir=tmp_path,
+                         checkpoint_every_seconds=None, on_step=kill)
+  resumed_steps = []
+  resumed = loop.train_continual(
+      mlp(), tasks, sgd, CONFIG, checkpoint_dir=tmp_path,
+      on_step=lambda task, step, loss: resumed_steps.append((task, step)))
+  assert resumed_steps[0] == (1, 1)
+  np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
 
 
 def test_foreign_checkpoints_are_refused_before_anything_changes(tasks, tmp_path):
@@ -147,6 +190,32 @@ def test_reset_state_starts_each_task_afresh(tasks):
   b = loop.train_continual(mlp(), tasks[:2], reset, CONFIG)
   np.testing.assert_array_equal(a.accuracy[0], b.accuracy[0])
   assert not np.array_equal(a.accuracy[1], b.accuracy[1])
+
+
+@pytest.mark.parametrize('make_method', [methods.ewc_method, methods.si_method])
+def test_reset_state_keeps_the_penalty_memory(tasks, make_method):
+  """On plain SGD (no optimizer state of its own) a reset must change
+  nothing: the penalty's Fisher / importances are the memory of the tasks."""
+  kept = make_method(0.1, strength=1.0)
+  reset = dataclasses.replace(kept, reset_state=True)
+  a = loop.train_continual(mlp(), tasks, kept, CONFIG)
+  b = loop.train_continual(mlp(), tasks, reset, CONFIG)
+  np.testing.assert_array_equal(a.accuracy, b.accuracy)
+  jax.tree.map(np.testing.assert_array_equal, a.opt_state, b.opt_state)
+
+
+def test_fresh_state_resets_the_optimizer_and_keeps_the_penalty():
+  method = methods.ewc_method(0.1, strength=2.0, momentum=0.9)
+  tx = method.optimizer_for_task(0)
+  params = {'w': jnp.ones(3)}
+  state = tx.init(params)
+  _, state = tx.update({'w': jnp.ones(3)}, state, params)
+  state = method.consolidate(state, params, lambda: {'w': jnp.full(3, 5.0)})
+  fresh = methods.fresh_state(tx, params, state)
+  np.testing.assert_array_equal(find_unique(fresh, EwcState, 'e').fisher['w'], 5.0)
+  trace = find_unique(fresh, optax.TraceState, 'trace').trace['w']
+  np.testing.assert_array_equal(trace, 0.0)
+  assert float(jnp.abs(find_unique(state, optax.TraceState, 't').trace['w']).max()) > 0
 
 
 def test_make_method_takes_reset_state_for_every_method():

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).parent.parent
 
 
 def run(mesh=None):
-  tasks = streams.split(load_digits(), heads='per-task')[:2]
+  tasks = streams.split(load_digits(), scenario='task')[:2]
   config = loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128, seed=3)
   return loop.train_continual(
       lambda: models.make_model('mlp', (8, 8, 1), 10, seed=0, hidden=(32,)),

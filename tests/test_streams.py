@@ -35,25 +35,51 @@ def test_permuted_task_zero_is_identity_and_permutations_are_fixed():
   assert tasks[1].logit_mask().all()
 
 
-def test_split_pairs_and_heads():
+def test_split_class_incremental_has_one_head_over_global_labels():
   ds = tiny_dataset()
-  shared = streams.split(ds)
-  assert [t.classes for t in shared] == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
-  for t in shared:
+  tasks = streams.split(ds, scenario='class')
+  assert [t.classes for t in tasks] == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
+  for t in tasks:
     _, y = t.test_set()
-    assert set(y) == set(t.classes)
-    assert t.logit_mask().all()
-  per_task = streams.split(ds, groups=[(0, 3, 4), (9,)], heads='per-task')
+    assert set(y) == set(t.classes)  # global labels
+    assert t.num_outputs == 10 and t.logit_mask().all()
+
+
+def test_split_task_incremental_scores_each_task_on_its_classes():
+  ds = tiny_dataset()
+  per_task = streams.split(ds, groups=[(0, 3, 4), (9,)], scenario='task')
   np.testing.assert_array_equal(per_task[0].logit_mask(),
                                 np.isin(np.arange(10), [0, 3, 4]))
   _, y = per_task[1].train_batch(np.arange(per_task[1].num_train))
   assert set(y) == {9}
 
 
+def test_split_domain_incremental_has_a_two_way_head_on_class_parity():
+  ds = tiny_dataset()
+  tasks = streams.split(ds, scenario='domain')
+  for t in tasks:
+    assert t.num_outputs == 2 and t.logit_mask().tolist() == [True, True]
+    x, y = t.train_batch(np.arange(t.num_train))
+    rows = t.train_index
+    np.testing.assert_array_equal(y, ds.y_train[rows] % 2)
+    np.testing.assert_array_equal(x, ds.x_train[rows])
+    xt, yt = t.test_set()
+    np.testing.assert_array_equal(yt, ds.y_test[t.test_index] % 2)
+  # Groups need not be pairs of neighbours: the target is the position.
+  odd = streams.split(ds, groups=[(7, 2), (0, 5)], scenario='domain')
+  _, y = odd[0].test_set()
+  np.testing.assert_array_equal(y, (ds.y_test[odd[0].test_index] == 2) * 1)
+  # Validation copies keep the mapping.
+  val = streams.validation_tasks(tasks, 0.25)
+  assert val[0].num_outputs == 2
+  assert set(val[1].test_set()[1]) <= {0, 1}
+
+
 @pytest.mark.parametrize('kwargs,message', [
     (dict(groups=[(0, 1), (1, 2)]), 'disjoint'),
     (dict(groups=[(0, 10)]), 'disjoint'),
-    (dict(heads='multi'), 'heads must be one of'),
+    (dict(scenario='multi'), 'scenario must be one of'),
+    (dict(groups=[(0, 1), (2,)], scenario='domain'), 'groups of one size'),
 ])
 def test_split_rejects_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -95,7 +121,7 @@ def test_standardize_uses_training_statistics_and_shares_copies():
 
 def test_validation_tasks_never_touch_the_test_set():
   ds = tiny_dataset(n=60)
-  tasks = streams.validation_tasks(streams.split(ds, heads='per-task'), 0.25)
+  tasks = streams.validation_tasks(streams.split(ds, scenario='task'), 0.25)
   test_rows = {x.tobytes() for x in ds.x_test}
   for task in tasks:
     x_val, y_val = task.test_set()

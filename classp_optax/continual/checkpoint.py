@@ -1,18 +1,23 @@
 """Atomic, checked checkpoints of a continual run, with orbax-checkpoint.
 
-After each task the loop saves the model's state (weights and dropout RNG),
-the optimizer's state (CLASSP's ``grad_sum`` is the memory of past tasks),
-and a JSON record: the run's fingerprint, the tasks done, the accuracy rows
-so far. Orbax writes each checkpoint to a temporary folder and renames it
-when complete, so a run killed while saving leaves the previous one intact.
+After each task, and every so often within one, the loop saves the model's
+state (weights and dropout RNG), the optimizer's state (CLASSP's ``grad_sum``
+is the memory of past tasks), and a JSON record: the run's fingerprint, the
+task and the steps of it done, the accuracy rows so far. Checkpoints are
+numbered by the run's global step. Orbax writes each checkpoint to a
+temporary folder and renames it when complete, so a run killed while saving
+leaves the previous one intact; Ctrl-C is held back until a save is done.
 
 A restore compares the fingerprint (method, hyperparameters, benchmark,
 seed) and every array's path, shape and dtype with the run being resumed, and
 refuses a mismatch with a ValueError before any state is touched.
 """
 
+import contextlib
 import json
 import pathlib
+import signal
+import threading
 
 from flax import nnx
 import jax
@@ -61,8 +66,25 @@ def _unflatten(flat: dict, like):
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+@contextlib.contextmanager
+def _interrupts_held_back():
+  """Delays Ctrl-C until the block is done: orbax writes with threads, and a
+  KeyboardInterrupt in the middle of a save leaves them half way."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  received = []
+  previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if received and callable(previous):
+    previous(*received[0])
+
+
 class RunCheckpointer:
-  """Saves and restores one run (one method on one stream) by task index."""
+  """Saves and restores one run (one method on one stream) by global step."""
 
   def __init__(self, directory, fingerprint: dict, max_to_keep: int = 2):
     # As it will read back from JSON: tuples become lists, keys strings.
@@ -75,20 +97,21 @@ class RunCheckpointer:
         ),
     )
 
-  def latest_task(self) -> int | None:
-    """The index of the last task saved, or None."""
+  def latest(self) -> int | None:
+    """The global step of the last checkpoint saved, or None."""
     return self._manager.latest_step()
 
-  def save(self, task: int, model, optimizer, record: dict) -> None:
+  def save(self, step: int, model, optimizer, record: dict) -> None:
     state = nnx.state((model, optimizer))
     record = dict(record, fingerprint=self.fingerprint,
                   signature=_signature(state))
     flat = _flatten(state)
-    self._manager.save(task, args=ocp.args.Composite(
-        arrays=ocp.args.StandardSave(flat),
-        record=ocp.args.JsonSave(record),
-    ))
-    self._manager.wait_until_finished()
+    with _interrupts_held_back():
+      self._manager.save(step, args=ocp.args.Composite(
+          arrays=ocp.args.StandardSave(flat),
+          record=ocp.args.JsonSave(record),
+      ))
+      self._manager.wait_until_finished()
 
   def restore(self, model, optimizer) -> dict:
     """Loads the latest checkpoint into ``model`` and ``optimizer``.
@@ -99,11 +122,11 @@ class RunCheckpointer:
     Raises:
       ValueError: if it belongs to another run, model or optimizer.
     """
-    task = self.latest_task()
-    if task is None:
+    step = self.latest()
+    if step is None:
       raise ValueError('no checkpoint to resume from.')
     record = self._manager.restore(
-        task, args=ocp.args.Composite(record=ocp.args.JsonRestore())
+        step, args=ocp.args.Composite(record=ocp.args.JsonRestore())
     )['record']
     if record['fingerprint'] != self.fingerprint:
       diff = _differing_keys(record['fingerprint'], self.fingerprint)
@@ -123,7 +146,7 @@ class RunCheckpointer:
     abstract = {k: jax.ShapeDtypeStruct(shape, dtype)
                 for k, (shape, dtype) in expected.items()}
     flat = self._manager.restore(
-        task, args=ocp.args.Composite(
+        step, args=ocp.args.Composite(
             arrays=ocp.args.StandardRestore(abstract))
     )['arrays']
     nnx.update((model, optimizer), _unflatten(flat, state))

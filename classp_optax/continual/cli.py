@@ -3,6 +3,8 @@
     classp-continual                                   # split-digits, embedded
     classp-continual --benchmark permuted-mnist --data-dir ../shared/data \\
         --methods classp,adam --set classp.learning_rate=1e-3 --tasks 20
+    classp-continual --scenario class --methods classp,classp:sparse \\
+        --set classp:sparse.threshold=1e-3               # a labelled variant
     classp-continual --resume                          # continue a killed run
 
 Prints a table, and writes ``results.json`` and ``accuracy.png`` to the output
@@ -13,6 +15,7 @@ import argparse
 import ast
 import json
 import pathlib
+import shlex
 import shutil
 import sys
 
@@ -34,7 +37,7 @@ def parse_overrides(items) -> dict[str, dict]:
   overrides: dict[str, dict] = {}
   for item in items:
     key, sep, value = item.partition('=')
-    method, dot, name = key.partition('.')
+    method, dot, name = key.partition('.')  # method may be name:label
     if not (sep and dot and name):
       raise ValueError(
           f'--set takes METHOD.NAME=VALUE, e.g. classp.threshold=0.5; got '
@@ -56,11 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
           f'  {name:16} {suite.description}' for name, suite in SUITES.items()),
   )
   parser.add_argument('--benchmark', default='split-digits', choices=SUITES)
-  parser.add_argument('--methods', default='classp,ewc,sgd,adam',
-                      help=f'comma-separated, from {sorted(methods.METHODS)}')
+  parser.add_argument('--scenario', choices=streams.SCENARIOS,
+                      help='of a split benchmark: task- (the default), '
+                           'domain- or class-incremental')
+  parser.add_argument('--methods', default='classp,ewc,si,sgd,adam',
+                      help=f'comma-separated, from {sorted(methods.METHODS)}; '
+                           'NAME:LABEL adds a labelled variant')
   parser.add_argument('--set', action='append', default=[], metavar='M.K=V',
-                      help='a hyperparameter, e.g. ewc.strength=1000 '
-                           '(repeatable)')
+                      help='a hyperparameter, e.g. ewc.strength=1000 or '
+                           'classp:sparse.threshold=1e-3 (repeatable)')
   parser.add_argument('--epochs', help='per task: N, or N1,N2,... per task')
   parser.add_argument('--batch-size', type=int)
   parser.add_argument('--tasks', type=int, help='tasks of a permuted stream')
@@ -83,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help='output folder; default results/<benchmark>')
   parser.add_argument('--resume', action='store_true',
                       help='continue from the checkpoints in the output folder')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='delete the checkpoints of an earlier run in the '
+                           'output folder and start again')
+  parser.add_argument('--checkpoint-every', type=int, metavar='STEPS',
+                      help='also checkpoint every STEPS steps within a task')
+  parser.add_argument('--checkpoint-minutes', type=float, default=5.0,
+                      help='also checkpoint within a task after this many '
+                           'minutes since the last checkpoint (default 5)')
   parser.add_argument('--no-progress', action='store_true')
   return parser
 
@@ -97,13 +112,14 @@ def _epochs(text):
 
 
 def format_table(results) -> str:
-  header = (f'{"method":10} {"avg acc":>8} {"forgetting":>10} {"BWT":>7} '
+  width = max(10, *(len(r.method) for r in results))
+  header = (f'{"method":{width}} {"avg acc":>8} {"forgetting":>10} {"BWT":>7} '
             f'{"learn acc":>9} {"state bytes":>12} {"wall s":>7}')
   lines = [header, '-' * len(header)]
   for r in results:
     s = r.summary
     lines.append(
-        f'{r.method:10} {s["average_accuracy"]:8.3f} {s["forgetting"]:10.3f} '
+        f'{r.method:{width}} {s["average_accuracy"]:8.3f} {s["forgetting"]:10.3f} '
         f'{s["backward_transfer"]:7.3f} {s["learning_accuracy"]:9.3f} '
         f'{r.state_bytes:12,d} {r.wall_time:7.1f}'
     )
@@ -124,20 +140,65 @@ def check_args(args, suite) -> None:
       raise ValueError(f'--tasks must be >= 1, got {args.tasks}.')
   if args.validation is not None and not 0 < args.validation < 1:
     raise ValueError(f'--validation must be in (0, 1), got {args.validation}.')
+  if args.scenario is not None and suite.scenarios is None:
+    raise ValueError(f'--scenario applies to split benchmarks only, not '
+                     f'{args.benchmark}.')
+  if args.checkpoint_every is not None and args.checkpoint_every < 1:
+    raise ValueError(
+        f'--checkpoint-every must be >= 1, got {args.checkpoint_every}.')
+  if not args.checkpoint_minutes > 0:
+    raise ValueError(
+        f'--checkpoint-minutes must be > 0, got {args.checkpoint_minutes}.')
+  if args.resume and args.overwrite:
+    raise ValueError('--resume and --overwrite exclude each other.')
+
+
+def choose_methods(args, suite) -> list[methods.Method]:
+  """The methods of ``--methods`` with the benchmark's defaults and ``--set``;
+  every name and value is checked here, before any data is loaded."""
+  labels = [m.strip() for m in args.methods.split(',') if m.strip()]
+  twice = sorted({label for label in labels if labels.count(label) > 1})
+  if twice:
+    raise ValueError(
+        f'--methods lists {", ".join(twice)} more than once; give each '
+        f'variant its own label, as in {twice[0]},{twice[0]}:other.')
+  overrides = parse_overrides(args.set)
+  unknown = sorted(set(overrides) - set(labels))
+  if unknown:
+    raise ValueError(f'--set names methods not in --methods: {unknown}.')
+  chosen = []
+  for label in labels:
+    kind, _ = methods.split_label(label)
+    chosen.append(methods.make_method(
+        label, **{**suite.method_defaults.get(kind, {}),
+                  **overrides.get(label, {})}))
+  return chosen
+
+
+def checkpoint_folder(out: pathlib.Path, method: methods.Method) -> pathlib.Path:
+  return out / 'checkpoints' / method.name.replace(':', '@')
+
+
+def _check_earlier_runs(args, out, chosen) -> None:
+  """Refuses to train over an earlier run's checkpoints unless told what to
+  do with them; with --overwrite, deletes them."""
+  earlier = [checkpoint_folder(out, m) for m in chosen
+             if checkpoint_folder(out, m).exists()]
+  if earlier and not (args.resume or args.overwrite):
+    raise ValueError(
+        f'{", ".join(map(str, earlier))} hold an earlier run\'s checkpoints. '
+        'Pass --resume to continue that run, or --overwrite to delete them '
+        'and start again.')
+  if args.overwrite:
+    for folder in earlier:
+      shutil.rmtree(folder)
 
 
 def run(args) -> list[loop.RunResult]:
   suite = SUITES[args.benchmark]
   check_args(args, suite)
-  names = [m.strip() for m in args.methods.split(',') if m.strip()]
-  overrides = parse_overrides(args.set)
-  unknown = sorted(set(overrides) - set(names))
-  if unknown:
-    raise ValueError(f'--set names methods not in --methods: {unknown}.')
-  # Build every method first: a bad name or value stops the run here.
-  chosen = [methods.make_method(n, **{**suite.method_defaults.get(n, {}),
-                                      **overrides.get(n, {})})
-            for n in names]
+  chosen = choose_methods(args, suite)
+  scenario = args.scenario or (suite.scenarios or (None,))[0]
   epochs = _epochs(args.epochs) or suite.epochs
   config = loop.TrainConfig(
       epochs=epochs, batch_size=args.batch_size or suite.batch_size,
@@ -147,8 +208,10 @@ def run(args) -> list[loop.RunResult]:
   if args.download:
     for name in ('mnist', 'fashion-mnist'):
       datasets.download(name, args.data_dir)
+  out = pathlib.Path(args.out or f'results/{args.benchmark}')
+  _check_earlier_runs(args, out, chosen)
   tasks = suite.make_tasks(args.data_dir, args.seed,
-                           args.tasks or suite.num_tasks)
+                           args.tasks or suite.num_tasks, scenario)
   if args.standardize:
     tasks = streams.standardize_tasks(tasks)
   if args.validation is not None:
@@ -158,33 +221,34 @@ def run(args) -> list[loop.RunResult]:
         f'--epochs lists {len(epochs)} values for {len(tasks)} tasks.')
   model_name = args.model or suite.model
   image_shape = tasks[0].dataset.x_train.shape[1:]
-  num_classes = tasks[0].dataset.num_classes
+  num_outputs = tasks[0].num_outputs
 
   def make_model():
-    return models.make_model(model_name, image_shape, num_classes, args.seed,
+    return models.make_model(model_name, image_shape, num_outputs, args.seed,
                              hidden=suite.hidden, init=args.init)
 
   mesh = None
   if jax.device_count() > 1:
     mesh = Mesh(np.array(jax.devices()), ('data',))
-  out = pathlib.Path(args.out or f'results/{args.benchmark}')
   out.mkdir(parents=True, exist_ok=True)
   results = []
   for method in chosen:
-    ckpt = out / 'checkpoints' / method.name
-    if not args.resume and ckpt.exists():
-      shutil.rmtree(ckpt)
     results.append(loop.train_continual(
-        make_model, tasks, method, config, checkpoint_dir=ckpt,
+        make_model, tasks, method, config,
+        checkpoint_dir=checkpoint_folder(out, method),
         run_fingerprint=dict(
             loop.fingerprint(method, args.benchmark, config, model_name),
-            standardize=args.standardize, init=args.init,
+            scenario=scenario, standardize=args.standardize, init=args.init,
             validation=args.validation),
+        checkpoint_every_steps=args.checkpoint_every,
+        checkpoint_every_seconds=60 * args.checkpoint_minutes,
         mesh=mesh, progress=not args.no_progress,
     ))
   title = f'{args.benchmark}, seed {args.seed}'
+  if scenario is not None:
+    title += f', {scenario}-incremental'
   (out / 'results.json').write_text(json.dumps(
-      dict(benchmark=args.benchmark, seed=args.seed,
+      dict(benchmark=args.benchmark, scenario=scenario, seed=args.seed,
            devices=[str(d) for d in jax.devices()],
            results=[r.to_json() for r in results]), indent=2))
   plots.plot_accuracy_curves(results, out / 'accuracy.png', title)
@@ -194,13 +258,26 @@ def run(args) -> list[loop.RunResult]:
   return results
 
 
+def resume_command(argv) -> str:
+  """The command line that continues an interrupted run of ``argv``."""
+  kept = [a for a in argv if a != '--overwrite']
+  if '--resume' not in kept:
+    kept.append('--resume')
+  return shlex.join(['classp-continual', *kept])
+
+
 def main(argv=None) -> int:
   parser = build_parser()
+  argv = sys.argv[1:] if argv is None else list(argv)
   args = parser.parse_args(argv)
   try:
     run(args)
   except (ValueError, OSError) as e:
     parser.exit(2, f'classp-continual: error: {e}\n')
+  except KeyboardInterrupt:
+    parser.exit(130, '\nclassp-continual: interrupted. The checkpoints keep '
+                'the work up to the last one; continue with\n  '
+                f'{resume_command(argv)}\n')
   return 0
 
 

@@ -2,15 +2,18 @@
 
 For each task: train for the given epochs with a jitted step, consolidate
 (EWC, SI), evaluate on every task's test set to fill row ``i`` of the accuracy
-matrix ``R``, and checkpoint. The data order depends only on the seed, the
-task and the epoch, and the dropout RNG lives in the model's checkpointed
-state, so a resumed run repeats exactly what an uninterrupted run does.
+matrix ``R``, and checkpoint. Long tasks are also checkpointed every so many
+steps or seconds. The data order depends only on the seed, the task and the
+epoch, and the dropout RNG lives in the model's checkpointed state, so a
+resumed run repeats exactly what an uninterrupted run does.
 """
 
 from collections.abc import Callable
 from collections.abc import Sequence
 import dataclasses
+import functools
 import time
+import warnings
 
 from flax import nnx
 import jax
@@ -27,6 +30,7 @@ from classp_optax import tree_bytes
 from classp_optax.continual import metrics
 from classp_optax.continual.checkpoint import RunCheckpointer
 from classp_optax.continual.methods import Method
+from classp_optax.continual.methods import fresh_state
 from classp_optax.continual.streams import Task
 
 MASKED_LOGIT = -1e9
@@ -66,6 +70,8 @@ class RunResult:
   accuracy: np.ndarray  # R[i, j]
   state_bytes: int
   wall_time: float
+  stiffness: list = dataclasses.field(default_factory=list)
+  stiffness_bound: float | None = None
   model: nnx.Module | None = dataclasses.field(default=None, repr=False)
   opt_state: object = dataclasses.field(default=None, repr=False)
 
@@ -77,7 +83,9 @@ class RunResult:
     return dict(
         method=self.method, hyperparams=self.hyperparams,
         task_names=self.task_names, accuracy=self.accuracy.tolist(),
-        state_bytes=self.state_bytes, wall_time=self.wall_time, **self.summary,
+        state_bytes=self.state_bytes, wall_time=self.wall_time,
+        stiffness=self.stiffness, stiffness_bound=self.stiffness_bound,
+        **self.summary,
     )
 
 
@@ -147,17 +155,22 @@ def task_fisher(model, task: Task, num_samples: int, seed: int):
   positions = rng.permutation(task.num_train)[:num_samples]
   x, y = task.train_batch(np.sort(positions))
   mask = jnp.asarray(task.logit_mask())
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  model.eval()  # before the split: the graph definition holds the mode
+  try:
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  finally:
+    model.train()
 
   def example_loss(params, x, y):
     one = nnx.merge(graphdef, params, rest, copy=True)
     return masked_cross_entropy(one(x[None]), y[None], mask)[0]
 
-  model.eval()
-  try:
-    return empirical_fisher(example_loss, params, jnp.asarray(x), jnp.asarray(y))
-  finally:
-    model.train()
+  return empirical_fisher(example_loss, params, jnp.asarray(x), jnp.asarray(y))
+
+
+class StiffnessWarning(UserWarning):
+  """A penalty is too stiff for the learning rate: SGD on it oscillates or
+  diverges."""
 
 
 def _consolidate(model, optimizer, method: Method, fisher):
@@ -165,24 +178,36 @@ def _consolidate(model, optimizer, method: Method, fisher):
   new_state = method.consolidate(nnx.as_pure(optimizer.opt_state), params,
                                  lambda: nnx.as_pure(fisher()))
   nnx.update(optimizer.opt_state, nnx.state(new_state))
+  if method.stiffness is None:
+    return None
+  return method.stiffness(new_state)
+
+
+def _warn_if_stiff(method: Method, task: int, value: float) -> None:
+  if value >= method.stiffness_bound:
+    warnings.warn(
+        f'{method.name}: after task {task}, learning_rate x the penalty\'s '
+        f'largest curvature is {value:.3g}, at or past {method.stiffness_bound:g},'
+        ' where SGD on the penalty oscillates or diverges. Use a smaller '
+        'strength, a smaller learning rate or an adaptive optimizer.',
+        StiffnessWarning, stacklevel=3)
 
 
 def _train_task(model, optimizer, t: int, task: Task, config: TrainConfig,
-                placement: _Placement, after_step) -> None:
-  """The epochs of task ``t``, in an order that depends only on the seed, the
-  task and the epoch."""
+                placement: _Placement, first_step: int, after_step) -> None:
+  """Steps ``first_step`` onwards of task ``t``, in an order that depends only
+  on the seed, the task and the epoch."""
   mask = jnp.asarray(task.logit_mask())
   steps_per_epoch = task.num_train // config.batch_size
-  step = 0
-  for epoch in range(config.epochs_for(t)):
+  for epoch in range(first_step // steps_per_epoch, config.epochs_for(t)):
     order = np.random.default_rng([config.seed, t, epoch]).permutation(
         task.num_train)
-    for b in range(steps_per_epoch):
+    for b in range(max(first_step - epoch * steps_per_epoch, 0),
+                   steps_per_epoch):
       x, y = task.train_batch(
           order[b * config.batch_size:(b + 1) * config.batch_size])
       loss = train_step(model, optimizer, *placement.batch(x, y), mask)
-      step += 1
-      after_step(step, loss)
+      after_step(epoch * steps_per_epoch + b + 1, loss)
 
 
 def fingerprint(method: Method, stream_name: str, config: TrainConfig,
@@ -200,6 +225,8 @@ def train_continual(
     *,
     checkpoint_dir=None,
     run_fingerprint: dict | None = None,
+    checkpoint_every_steps: int | None = None,
+    checkpoint_every_seconds: float | None = 300.0,
     mesh: Mesh | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     progress: bool = False,
@@ -211,12 +238,17 @@ def train_continual(
     tasks: the stream.
     method: the optimizer recipe.
     config: epochs, batch sizes, seed.
-    checkpoint_dir: if given, a checkpoint is written after every task, and a
-      run finding one there resumes after its last finished task.
+    checkpoint_dir: if given, a checkpoint is written after every task (and
+      within tasks, see below), and a run finding one there resumes from it.
     run_fingerprint: what identifies the run in its checkpoints; a resume
       with another fingerprint is refused. Defaults to method and config.
+    checkpoint_every_steps: also checkpoint every this many steps of a task.
+    checkpoint_every_seconds: also checkpoint within a task once this much
+      time has passed since the last checkpoint (None: never). A killed run
+      loses at most this much work.
     mesh: a mesh with a ``'data'`` axis for data parallelism, or None.
-    on_step: called as ``on_step(task, step, loss)`` after every step.
+    on_step: called as ``on_step(task, step, loss)`` after every step, with
+      ``step`` counted from 1 within the task.
     progress: show progress bars.
 
   Returns:
@@ -239,67 +271,110 @@ def train_continual(
         f'batch_size must be at most every task\'s training examples; '
         f'{small} have fewer than {config.batch_size}.'
     )
+  if checkpoint_every_steps is not None and checkpoint_every_steps < 1:
+    raise ValueError('checkpoint_every_steps must be None or >= 1, got '
+                     f'{checkpoint_every_steps}.')
+  if checkpoint_every_seconds is not None and not checkpoint_every_seconds > 0:
+    raise ValueError('checkpoint_every_seconds must be None or > 0, got '
+                     f'{checkpoint_every_seconds}.')
   model = make_model()
   optimizer = nnx.Optimizer(model, method.optimizer_for_task(0), wrt=nnx.Param)
   num_tasks = len(tasks)
   accuracy = np.zeros((num_tasks, num_tasks))
-  first_task, wall_time = 0, 0.0
+  stiffness: list = []
 
+  def steps_for(t):
+    return tasks[t].num_train // config.batch_size * config.epochs_for(t)
+
+  # Where the run stands: task `first_task`, its first `first_step` steps done.
+  first_task, first_step, wall_time = 0, 0, 0.0
   checkpointer = None
   if checkpoint_dir is not None:
     checkpointer = RunCheckpointer(checkpoint_dir, dict(
         run_fingerprint or fingerprint(method, 'custom', config, 'custom'),
         tasks=[task.name for task in tasks],
     ))
-    if checkpointer.latest_task() is not None:
-      optimizer.tx = method.optimizer_for_task(checkpointer.latest_task())
+    if checkpointer.latest() is not None:
       record = checkpointer.restore(model, optimizer)
-      first_task = record['task'] + 1
-      rows = np.asarray(record['accuracy'])
+      first_task, first_step = record['task'], record['task_step']
+      if first_step == steps_for(first_task):  # the task was finished
+        first_task, first_step = first_task + 1, 0
+      rows = np.asarray(record['accuracy']).reshape(-1, num_tasks)
       accuracy[:len(rows)] = rows
+      stiffness = record['stiffness']
       wall_time = record['wall_time']
   placement.replicate(model, optimizer)
 
-  def steps_for(t):
-    return tasks[t].num_train // config.batch_size * config.epochs_for(t)
+  def save(t, task_step, elapsed):
+    finished = task_step == steps_for(t)
+    checkpointer.save(
+        sum(steps_for(u) for u in range(t)) + task_step, model, optimizer,
+        dict(task=t, task_step=task_step,
+             accuracy=accuracy[:t + 1 if finished else t].tolist(),
+             stiffness=stiffness, wall_time=elapsed))
 
-  bar = tqdm(total=sum(steps_for(t) for t in range(first_task, num_tasks)),
-             desc=method.name, disable=not progress, leave=False)
-  for t in range(first_task, num_tasks):
-    start = time.perf_counter()
-    task = tasks[t]
-    if t > 0:
-      optimizer.tx = method.optimizer_for_task(t)
-      if method.reset_state:
-        optimizer = nnx.Optimizer(model, optimizer.tx, wrt=nnx.Param)
-        placement.replicate(optimizer)
-    bar.set_postfix_str(task.name)
+  class Progress:
+    """After each step: the progress bar, ``on_step``, and the checkpoints
+    due within the task."""
 
-    def after_step(step, loss, t=t):
+    def __init__(self, t: int, elapsed_before: float):
+      self.t, self.elapsed_before = t, elapsed_before
+      self.start = self.last_save = time.perf_counter()
+
+    def __call__(self, step: int, loss) -> None:
       bar.update()
       if on_step is not None:
-        on_step(t, step, float(loss))
+        on_step(self.t, step, float(loss))
+      if checkpointer is None or step == steps_for(self.t):
+        return
+      now = time.perf_counter()
+      if ((checkpoint_every_steps and step % checkpoint_every_steps == 0)
+          or (checkpoint_every_seconds is not None
+              and now - self.last_save >= checkpoint_every_seconds)):
+        save(self.t, step, self.elapsed_before + now - self.start)
+        self.last_save = time.perf_counter()
 
-    _train_task(model, optimizer, t, task, config, placement, after_step)
-    if method.consolidate is not None:
-      _consolidate(model, optimizer, method, lambda task=task: task_fisher(
-          model, task, config.fisher_samples, config.seed))
-    model.eval()
-    accuracy[t] = [evaluate(model, other, config.eval_batch_size, placement)
-                   for other in tasks]
-    model.train()
-    wall_time += time.perf_counter() - start
+  bar = tqdm(total=sum(steps_for(t) for t in range(first_task, num_tasks))
+             - first_step, desc=method.name, disable=not progress, leave=False)
+  try:
+    for t in range(first_task, num_tasks):
+      after_step = Progress(t, wall_time)
+      task = tasks[t]
+      resuming_mid_task = t == first_task and first_step > 0
+      if t > 0:
+        optimizer.tx = method.optimizer_for_task(t)
+        if method.reset_state and not resuming_mid_task:
+          params = nnx.as_pure(nnx.state(model, nnx.Param))
+          new_state = fresh_state(optimizer.tx, params,
+                                  nnx.as_pure(optimizer.opt_state))
+          nnx.update(optimizer.opt_state, nnx.state(new_state))
+          placement.replicate(optimizer)
+      bar.set_postfix_str(task.name)
+      _train_task(model, optimizer, t, task, config, placement,
+                  first_step if resuming_mid_task else 0, after_step)
+      if method.consolidate is not None:
+        value = _consolidate(model, optimizer, method, functools.partial(
+            task_fisher, model, task, config.fisher_samples, config.seed))
+        if value is not None:
+          stiffness.append(value)
+          _warn_if_stiff(method, t, value)
+      model.eval()
+      accuracy[t] = [evaluate(model, other, config.eval_batch_size, placement)
+                     for other in tasks]
+      model.train()
+      wall_time += time.perf_counter() - after_step.start
+      if checkpointer is not None:
+        save(t, steps_for(t), wall_time)
+  finally:
+    bar.close()
     if checkpointer is not None:
-      checkpointer.save(t, model, optimizer, dict(
-          task=t, accuracy=accuracy[:t + 1].tolist(), wall_time=wall_time))
-
-  bar.close()
-  if checkpointer is not None:
-    checkpointer.close()
+      checkpointer.close()
   return RunResult(
       method=method.name, hyperparams=method.hyperparams,
       task_names=[task.name for task in tasks], accuracy=accuracy,
       state_bytes=tree_bytes(nnx.as_pure(optimizer.opt_state)),
-      wall_time=wall_time, model=model,
+      wall_time=wall_time, stiffness=stiffness,
+      stiffness_bound=method.stiffness_bound if method.stiffness else None,
+      model=model,
       opt_state=nnx.as_pure(optimizer.opt_state),
   )

@@ -4,13 +4,23 @@ A :class:`Method` gives the optimizer for each task. The loop keeps one
 optimizer state across tasks (unless ``reset_state`` is set), so a method may
 change hyperparameters between tasks as long as its state's structure stays
 the same, as CLASSP's does.
+
+Every factory checks every hyperparameter when it is called, naming it as
+``method.name`` with its accepted range, so that a bad ``--set`` stops a run
+before any data is loaded. The defaults are stable on every built-in
+benchmark; the benchmarks' own defaults (``suites.py``) are the ones chosen
+on validation data by ``benchmarks/tune.py``.
 """
 
 from collections.abc import Callable
 import dataclasses
+import numbers
 
+import jax
+import jax.numpy as jnp
 import optax
 
+from classp_optax import _checks
 from classp_optax import _ewc
 from classp_optax import _si
 from classp_optax import add_ewc_penalty
@@ -18,6 +28,8 @@ from classp_optax import add_si_penalty
 from classp_optax import classp
 from classp_optax import consolidate_ewc
 from classp_optax import consolidate_si
+from classp_optax._state_search import find_unique
+from classp_optax._state_search import replace_node
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,14 +37,21 @@ class Method:
   """A named optimizer recipe for a stream of tasks.
 
   Attributes:
-    name: the label in tables and plots.
+    name: the label in tables, plots and checkpoint folders: the method's
+      name, or ``name:variant`` for a labelled variant.
     hyperparams: everything that defines it, for records and checkpoints.
     optimizer_for_task: task index -> the Optax transform for that task.
     consolidate: if set, called at the end of every task as
       ``consolidate(opt_state, params, fisher)`` and returning the new optimizer
       state; ``fisher()`` computes the task's empirical Fisher (in evaluation
       mode) only if called.
-    reset_state: start every task with a fresh optimizer state.
+    reset_state: start every task with a fresh state for the optimizer; a
+      penalty's state (EWC's Fisher and anchors, SI's importances) is kept,
+      since it is the memory of the earlier tasks.
+    stiffness: if set, ``stiffness(opt_state)`` gives the largest product of
+      the learning rate and the penalty's curvature on any weight, and
+      ``stiffness_bound`` the value past which SGD on the penalty oscillates
+      or diverges.
   """
 
   name: str
@@ -40,6 +59,59 @@ class Method:
   optimizer_for_task: Callable[[int], optax.GradientTransformation]
   consolidate: Callable | None = None
   reset_state: bool = False
+  stiffness: Callable | None = None
+  stiffness_bound: float = 2.0
+
+  @property
+  def kind(self) -> str:
+    """The method's name without its variant label: ``classp`` of
+    ``classp:paper``."""
+    return self.name.partition(':')[0]
+
+
+# The penalty states that reset_state keeps.
+PENALTY_STATES = (_ewc.EwcState, _si.SiState)
+
+
+def fresh_state(tx: optax.GradientTransformation, params, old_state):
+  """``tx.init(params)`` with the penalty state of ``old_state`` carried over."""
+  new_state = tx.init(params)
+  for kind in PENALTY_STATES:
+    is_kind = lambda x, kind=kind: isinstance(x, kind)
+    if any(map(is_kind, jax.tree.leaves(old_state, is_leaf=is_kind))):
+      new_state = replace_node(new_state,
+                               find_unique(new_state, kind, kind.__name__),
+                               find_unique(old_state, kind, kind.__name__))
+  return new_state
+
+
+def _positive(method: str, name: str, value) -> None:
+  _checks.check_scalar(f'{method}.{name}', value, low=0.0, low_inclusive=False,
+                       high_inclusive=False)
+
+
+def _non_negative(method: str, name: str, value) -> None:
+  _checks.check_scalar(f'{method}.{name}', value, low=0.0, high_inclusive=False)
+
+
+def _momentum(method: str, value) -> None:
+  _checks.check_scalar(f'{method}.momentum', value, low=0.0, high=1.0,
+                       high_inclusive=False)
+
+
+def _sgd(learning_rate: float, momentum: float) -> optax.GradientTransformation:
+  return optax.sgd(learning_rate, momentum=momentum or None)
+
+
+def _sgd_bound(momentum: float) -> float:
+  """Heavy-ball SGD on a quadratic of curvature k is stable while
+  ``lr * k < 2 (1 + momentum)``."""
+  return 2.0 * (1.0 + momentum)
+
+
+def _max_leaf(tree) -> float:
+  leaves = jax.tree.leaves(tree)
+  return max((float(jnp.max(x)) for x in leaves if x.size), default=0.0)
 
 
 def classp_method(
@@ -58,14 +130,24 @@ def classp_method(
   and ``later_learning_rate`` (each defaulting to the first task's value when
   None). ``decay_from_task=0`` decays from the start.
   """
+  _positive('classp', 'learning_rate', learning_rate)
+  _non_negative('classp', 'threshold', threshold)
+  _positive('classp', 'power', power)
+  _non_negative('classp', 'eps', eps)
+  if later_threshold is not None:
+    _non_negative('classp', 'later_threshold', later_threshold)
+  if later_learning_rate is not None:
+    _positive('classp', 'later_learning_rate', later_learning_rate)
+  if (isinstance(decay_from_task, bool)
+      or not isinstance(decay_from_task, numbers.Integral)
+      or decay_from_task < 0):
+    raise ValueError('classp.decay_from_task must be an integer >= 0, got '
+                     f'{decay_from_task!r}.')
   hyperparams = dict(
       learning_rate=learning_rate, threshold=threshold, power=power, eps=eps,
       decay_from_task=decay_from_task, later_threshold=later_threshold,
       later_learning_rate=later_learning_rate,
   )
-  classp(learning_rate, threshold=threshold, power=power, eps=eps)  # checks
-  if decay_from_task < 0:
-    raise ValueError(f'decay_from_task must be >= 0, got {decay_from_task}.')
 
   def optimizer_for_task(task: int) -> optax.GradientTransformation:
     if task < decay_from_task:
@@ -81,72 +163,92 @@ def classp_method(
 
 
 def ewc_method(
-    learning_rate: float = 0.1,
-    strength: float = 5000.0,
+    learning_rate: float = 0.03,
+    strength: float = 100.0,
     mode: str = 'separate',
     decay: float = 1.0,
     momentum: float = 0.0,
 ) -> Method:
-  """EWC's penalty on top of SGD (with optional momentum)."""
-  _ewc.check_consolidation(mode, decay)
-  tx = optax.chain(
-      add_ewc_penalty(strength),
-      optax.sgd(learning_rate, momentum=momentum or None),
-  )
+  """EWC's penalty on top of SGD (with optional momentum).
+
+  The penalty's curvature on weight ``i`` is ``strength * F_i``, so SGD stays
+  stable while ``learning_rate * strength * max F < 2 (1 + momentum)``.
+  """
+  _positive('ewc', 'learning_rate', learning_rate)
+  _non_negative('ewc', 'strength', strength)
+  if mode not in _ewc.EWC_MODES:
+    raise ValueError(f'ewc.mode must be one of {_ewc.EWC_MODES}, got {mode!r}.')
+  _checks.check_scalar('ewc.decay', decay, low=0.0, high=1.0)
+  _momentum('ewc', momentum)
+  tx = optax.chain(add_ewc_penalty(strength), _sgd(learning_rate, momentum))
 
   def consolidate(opt_state, params, fisher):
     return consolidate_ewc(opt_state, params, fisher(), mode=mode, decay=decay)
+
+  def stiffness(opt_state):
+    fisher = find_unique(opt_state, _ewc.EwcState, 'EwcState').fisher
+    return learning_rate * strength * _max_leaf(fisher)
 
   return Method(
       'ewc',
       dict(learning_rate=learning_rate, strength=strength, mode=mode,
            decay=decay, momentum=momentum),
-      lambda task: tx, consolidate=consolidate,
+      lambda task: tx, consolidate=consolidate, stiffness=stiffness,
+      stiffness_bound=_sgd_bound(momentum),
   )
 
 
 def si_method(
-    learning_rate: float = 0.1,
+    learning_rate: float = 0.03,
     strength: float = 1.0,
     damping: float = 0.1,
     momentum: float = 0.0,
 ) -> Method:
-  """Synaptic Intelligence's penalty on top of SGD (with optional momentum)."""
-  _si.check_damping(damping)
-  tx = optax.chain(
-      add_si_penalty(strength),
-      optax.sgd(learning_rate, momentum=momentum or None),
-  )
+  """Synaptic Intelligence's penalty on top of SGD (with optional momentum).
+
+  The penalty's curvature on weight ``i`` is ``2 * strength * Omega_i``.
+  """
+  _positive('si', 'learning_rate', learning_rate)
+  _non_negative('si', 'strength', strength)
+  _positive('si', 'damping', damping)
+  _momentum('si', momentum)
+  tx = optax.chain(add_si_penalty(strength), _sgd(learning_rate, momentum))
 
   def consolidate(opt_state, params, fisher):
     del fisher  # SI's importance comes from the path integral instead
     return consolidate_si(opt_state, params, damping)
 
+  def stiffness(opt_state):
+    importance = find_unique(opt_state, _si.SiState, 'SiState').importance
+    return learning_rate * 2.0 * strength * _max_leaf(importance)
+
   return Method(
       'si',
       dict(learning_rate=learning_rate, strength=strength, damping=damping,
            momentum=momentum),
-      lambda task: tx, consolidate=consolidate,
+      lambda task: tx, consolidate=consolidate, stiffness=stiffness,
+      stiffness_bound=_sgd_bound(momentum),
   )
 
 
-def _optax_method(name: str, factory, **hyperparams) -> Method:
-  tx = factory(**hyperparams)
-  return Method(name, hyperparams, lambda task: tx)
-
-
-def sgd_method(learning_rate: float = 0.1, momentum: float = 0.0) -> Method:
-  return _optax_method('sgd', lambda learning_rate, momentum: optax.sgd(
-      learning_rate, momentum=momentum or None),
-      learning_rate=learning_rate, momentum=momentum)
+def sgd_method(learning_rate: float = 0.03, momentum: float = 0.0) -> Method:
+  _positive('sgd', 'learning_rate', learning_rate)
+  _momentum('sgd', momentum)
+  tx = _sgd(learning_rate, momentum)
+  return Method('sgd', dict(learning_rate=learning_rate, momentum=momentum),
+                lambda task: tx)
 
 
 def adam_method(learning_rate: float = 1e-3) -> Method:
-  return _optax_method('adam', optax.adam, learning_rate=learning_rate)
+  _positive('adam', 'learning_rate', learning_rate)
+  tx = optax.adam(learning_rate)
+  return Method('adam', dict(learning_rate=learning_rate), lambda task: tx)
 
 
-def adagrad_method(learning_rate: float = 0.1) -> Method:
-  return _optax_method('adagrad', optax.adagrad, learning_rate=learning_rate)
+def adagrad_method(learning_rate: float = 0.03) -> Method:
+  _positive('adagrad', 'learning_rate', learning_rate)
+  tx = optax.adagrad(learning_rate)
+  return Method('adagrad', dict(learning_rate=learning_rate), lambda task: tx)
 
 
 METHODS = {
@@ -159,22 +261,39 @@ METHODS = {
 }
 
 
-def make_method(name: str, **hyperparams) -> Method:
-  """A method by name; unknown names and hyperparameters are errors.
+def split_label(spec: str) -> tuple[str, str]:
+  """``'classp:paper'`` -> ``('classp', 'classp:paper')``; ``'adam'`` ->
+  ``('adam', 'adam')``. ValueError for an unknown method or an empty label."""
+  kind, colon, variant = spec.partition(':')
+  if kind not in METHODS:
+    raise ValueError(
+        f'method must be one of {sorted(METHODS)}, optionally with a label '
+        f'as in classp:paper; got {spec!r}.')
+  if colon and not variant.replace('-', '').replace('_', '').isalnum():
+    raise ValueError(
+        f'a method label takes letters, digits, - and _, as in classp:paper; '
+        f'got {spec!r}.')
+  return kind, spec
 
-  Every method also takes ``reset_state`` (a bool): start each task with a
-  fresh optimizer state. It is recorded in the hyperparameters when given.
+
+def make_method(name: str, **hyperparams) -> Method:
+  """A method by name, or a labelled variant ``name:label`` of one.
+
+  Unknown names and hyperparameters, and values out of range, are errors
+  that name the hyperparameter. Every method also takes ``reset_state`` (a
+  bool): start each task with a fresh optimizer state, keeping a penalty's
+  state. It is recorded in the hyperparameters when given.
   """
-  if name not in METHODS:
-    raise ValueError(f'method must be one of {sorted(METHODS)}, got {name!r}.')
+  kind, label = split_label(name)
   reset_state = hyperparams.pop('reset_state', None)
   if reset_state is not None and not isinstance(reset_state, bool):
-    raise ValueError(f'{name}: reset_state must be True or False, got '
+    raise ValueError(f'{kind}.reset_state must be True or False, got '
                      f'{reset_state!r}.')
   try:
-    method = METHODS[name](**hyperparams)
+    method = METHODS[kind](**hyperparams)
   except TypeError as e:
-    raise ValueError(f'{name}: {e}') from e
+    raise ValueError(f'{kind}: {e}') from e
+  method = dataclasses.replace(method, name=label)
   if reset_state is None:
     return method
   return dataclasses.replace(

@@ -8,7 +8,9 @@ import numpy as np
 from classp_optax.continual import datasets
 from classp_optax.continual.datasets import Dataset
 
-HEADS = ('shared', 'per-task')
+# van de Ven & Tolias, 2019, Three scenarios for continual learning,
+# https://arxiv.org/abs/1904.07734
+SCENARIOS = ('task', 'domain', 'class')
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -21,8 +23,10 @@ class Task:
     train_index, test_index: the examples of ``dataset`` in this task.
     classes: the labels this task uses.
     own_head: if True the model is scored only on ``classes`` (task-
-      incremental, multi-head); else on every class (shared head).
+      incremental, multi-head); else on every output (shared head).
     permutation: a fixed permutation of the flattened pixels, or None.
+    label_map: if set, ``label_map[y]`` is the target for dataset label ``y``
+      (domain-incremental: the position of ``y`` in its task's classes).
   """
 
   name: str
@@ -32,10 +36,22 @@ class Task:
   classes: tuple[int, ...]
   own_head: bool = False
   permutation: np.ndarray | None = None
+  label_map: np.ndarray | None = None
 
   @property
   def num_train(self) -> int:
     return len(self.train_index)
+
+  @property
+  def num_outputs(self) -> int:
+    """The outputs the model needs: the dataset's classes, or as many as
+    ``label_map`` has targets."""
+    if self.label_map is None:
+      return self.dataset.num_classes
+    return int(self.label_map.max()) + 1
+
+  def _labels(self, labels: np.ndarray) -> np.ndarray:
+    return labels if self.label_map is None else self.label_map[labels]
 
   def _inputs(self, images: np.ndarray) -> np.ndarray:
     if self.permutation is None:
@@ -46,15 +62,17 @@ class Task:
   def train_batch(self, positions: np.ndarray):
     """Images and labels at ``positions`` in this task's training set."""
     rows = self.train_index[positions]
-    return self._inputs(self.dataset.x_train[rows]), self.dataset.y_train[rows]
+    return (self._inputs(self.dataset.x_train[rows]),
+            self._labels(self.dataset.y_train[rows]))
 
   def test_set(self):
     rows = self.test_index
-    return self._inputs(self.dataset.x_test[rows]), self.dataset.y_test[rows]
+    return (self._inputs(self.dataset.x_test[rows]),
+            self._labels(self.dataset.y_test[rows]))
 
   def logit_mask(self) -> np.ndarray:
     """Which outputs are scored: this task's classes, or all of them."""
-    mask = np.zeros(self.dataset.num_classes, bool)
+    mask = np.zeros(self.num_outputs, bool)
     mask[list(self.classes) if self.own_head else slice(None)] = True
     return mask
 
@@ -85,18 +103,25 @@ def permuted(dataset: Dataset, num_tasks: int, seed: int = 0) -> list[Task]:
 def split(
     dataset: Dataset,
     groups: Sequence[Sequence[int]] | None = None,
-    heads: str = 'shared',
+    scenario: str = 'class',
 ) -> list[Task]:
   """Split tasks: each task a group of classes (by default, pairs 0-1, 2-3...).
 
   Args:
     dataset: the data.
     groups: the classes of each task; disjoint.
-    heads: ``'shared'`` (class-incremental: every output is scored) or
-      ``'per-task'`` (task-incremental: only the task's classes are).
+    scenario: as named by van de Ven & Tolias (2019):
+
+      * ``'task'``: task-incremental; one output per class, and each task is
+        scored on its own classes only (a head per task; the task is known).
+      * ``'domain'``: domain-incremental; one head shared by all tasks, with
+        as many outputs as a task has classes, the target being the class's
+        position in its task (for pairs 0-1, 2-3...: the class's parity).
+      * ``'class'``: class-incremental; one head over every class, global
+        labels, every output scored.
   """
-  if heads not in HEADS:
-    raise ValueError(f'heads must be one of {HEADS}, got {heads!r}.')
+  if scenario not in SCENARIOS:
+    raise ValueError(f'scenario must be one of {SCENARIOS}, got {scenario!r}.')
   if groups is None:
     groups = [(c, c + 1) for c in range(0, dataset.num_classes - 1, 2)]
   seen = [c for g in groups for c in g]
@@ -106,12 +131,20 @@ def split(
         f'groups must be disjoint classes in [0, {dataset.num_classes}), '
         f'got {groups}.'
     )
+  label_map = None
+  if scenario == 'domain':
+    if len({len(g) for g in groups}) != 1:
+      raise ValueError(
+          f'the domain scenario needs groups of one size, got {groups}.')
+    label_map = np.zeros(dataset.num_classes, np.int32)
+    for g in groups:
+      label_map[list(g)] = np.arange(len(g))
   return [
       Task(
           name=f'{dataset.name} {"-".join(map(str, g))}', dataset=dataset,
           train_index=np.flatnonzero(np.isin(dataset.y_train, g)),
           test_index=np.flatnonzero(np.isin(dataset.y_test, g)),
-          classes=tuple(g), own_head=heads == 'per-task',
+          classes=tuple(g), own_head=scenario == 'task', label_map=label_map,
       )
       for g in groups
   ]

@@ -1,0 +1,81 @@
+"""Every method's hyperparameters are checked up front, and its defaults
+train stably on the built-in benchmarks."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from classp_optax.continual import loop
+from classp_optax.continual import methods
+from classp_optax.continual import models
+from classp_optax.continual.suites import SUITES
+
+# Per hyperparameter: values it must refuse, and the range its error states.
+BAD = {
+    'learning_rate': (['abc', -1.0, 0.0, float('nan')], '(0.0, inf)'),
+    'later_learning_rate': (['abc', -1.0, 0.0], '(0.0, inf)'),
+    'threshold': (['abc', -1e-3, float('inf')], '[0.0, inf)'),
+    'later_threshold': (['abc', -1e-3], '[0.0, inf)'),
+    'power': (['abc', 0.0, -2.0], '(0.0, inf)'),
+    'eps': (['abc', -1e-5], '[0.0, inf)'),
+    'strength': (['abc', -1.0, float('inf')], '[0.0, inf)'),
+    'damping': (['abc', 0.0, -0.1], '(0.0, inf)'),
+    'momentum': (['abc', -0.5, 1.0, 1.5], '[0.0, 1.0)'),
+    'decay': (['abc', -0.1, 1.5], '[0.0, 1.0]'),
+    'mode': (['both', 3], "('separate', 'online')"),
+    'decay_from_task': (['abc', -1, 1.5, True], 'an integer >= 0'),
+}
+
+CASES = [(name, parameter, value)
+         for name, factory in methods.METHODS.items()
+         for parameter in inspect.signature(factory).parameters
+         for value in BAD[parameter][0]]
+
+
+def test_every_hyperparameter_of_every_method_has_bad_values_listed():
+  for factory in methods.METHODS.values():
+    assert set(inspect.signature(factory).parameters) <= set(BAD)
+
+
+@pytest.mark.parametrize('name,parameter,value', CASES)
+def test_every_hyperparameter_is_checked_naming_it_and_its_range(
+    name, parameter, value):
+  with pytest.raises(ValueError) as error:
+    methods.make_method(name, **{parameter: value})
+  message = str(error.value)
+  assert f'{name}.{parameter} must be' in message
+  assert BAD[parameter][1] in message
+
+
+def test_unknown_method_and_hyperparameter():
+  with pytest.raises(ValueError, match='method must be one of'):
+    methods.make_method('adamw')
+  with pytest.raises(ValueError, match="unexpected keyword argument 'beta'"):
+    methods.make_method('adam', beta=0.9)
+
+
+def test_labelled_variants_keep_the_kind_and_take_its_hyperparameters():
+  variant = methods.make_method('classp:sparse', threshold=1e-3)
+  assert variant.name == 'classp:sparse' and variant.kind == 'classp'
+  assert variant.hyperparams['threshold'] == 1e-3
+  with pytest.raises(ValueError, match='classp.threshold must be'):
+    methods.make_method('classp:sparse', threshold=-1.0)
+
+
+@pytest.mark.parametrize('benchmark', ['split-digits', 'permuted-digits'])
+@pytest.mark.parametrize('name', sorted(methods.METHODS))
+def test_api_defaults_learn_stably_on_the_built_in_benchmarks(benchmark, name):
+  """The Python API's defaults (no suite settings): every task of a 3-task
+  prefix is learnt, and no penalty is past SGD's stability bound."""
+  suite = SUITES[benchmark]
+  tasks = suite.make_tasks(None, 0, 3, 'task')[:3]
+  config = loop.TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size,
+                            eval_batch_size=128)
+  result = loop.train_continual(
+      lambda: models.make_model('mlp', (8, 8, 1), 10, 0, hidden=suite.hidden),
+      tasks, methods.make_method(name), config)
+  chance = 0.5 if benchmark == 'split-digits' else 0.1
+  assert np.all(np.diag(result.accuracy) > chance + 0.3), result.accuracy
+  method = methods.make_method(name)
+  assert all(s < method.stiffness_bound for s in result.stiffness)
