@@ -28,11 +28,13 @@ class ClasspState(NamedTuple):
 
 
 def _accumulator_dtype(param_dtype, override):
+  """Real, and at least float32: a complex parameter's ``|g|**p`` is real."""
   if override is not None:
     return override
-  if jnp.finfo(param_dtype).bits < 32:
+  real = jnp.finfo(param_dtype).dtype  # float32 for complex64
+  if jnp.finfo(real).bits < 32:
     return jnp.dtype(jnp.float32)
-  return jnp.dtype(param_dtype)
+  return jnp.dtype(real)
 
 
 def _canonical_accumulator_dtype(accumulator_dtype):
@@ -159,14 +161,16 @@ def scale_by_classp(
     )
 
   def update_leaf(g, grad_sum):
-    g_wide = g.astype(grad_sum.dtype)
-    squared = g_wide * g_wide
+    # Complex gradients stay complex; |g|**2 = g * conj(g) is real.
+    g_wide = g.astype(jnp.promote_types(g.dtype, grad_sum.dtype))
+    squared = jnp.real(g_wide * jnp.conj(g_wide))
     passes = squared > threshold
     increment = (
         squared if static_power == 2.0
         else _abs_pow(jnp.abs(g_wide), power, static_power)
     )
-    new_grad_sum = jnp.where(passes, grad_sum + increment, grad_sum)
+    new_grad_sum = jnp.where(passes, grad_sum + increment,
+                             grad_sum).astype(grad_sum.dtype)
     if apply_decay:
       step = g_wide * _inverse_root(eps + new_grad_sum, power, static_power)
     else:
@@ -177,11 +181,13 @@ def scale_by_classp(
     del params
     _checks.check_state('scale_by_classp', state, ClasspState)
     _checks.check_like('updates', updates, 'grad_sum', state.grad_sum)
-    pairs = jax.tree.map(update_leaf, updates, state.grad_sum)
-    new_updates, grad_sum = jax.tree.transpose(
-        jax.tree.structure(updates), jax.tree.structure((0, 0)), pairs
-    )
-    return new_updates, ClasspState(grad_sum=grad_sum)
+    # Flattened rather than tree-mapped to pairs: no leaves (an empty tree,
+    # None, optax.MaskedNode) is a valid tree too.
+    grads, treedef = jax.tree.flatten(updates)
+    pairs = [update_leaf(g, s) for g, s in
+             zip(grads, treedef.flatten_up_to(state.grad_sum), strict=True)]
+    return (treedef.unflatten([u for u, _ in pairs]),
+            ClasspState(grad_sum=treedef.unflatten([s for _, s in pairs])))
 
   return optax.GradientTransformation(init_fn, update_fn)
 

@@ -61,7 +61,8 @@ def add_ewc_penalty(strength: float) -> optax.GradientTransformation:
 
   def init_fn(params):
     return EwcState(
-        fisher=optax.tree.zeros_like(params),
+        fisher=jax.tree.map(
+            lambda p: jnp.zeros(p.shape, jnp.finfo(p.dtype).dtype), params),
         fisher_anchor=optax.tree.zeros_like(params),
     )
 
@@ -163,12 +164,14 @@ def empirical_fisher(
   @jax.jit
   def chunk_sum(params, x, y, weight):
     grads = per_example_grads(params, x, y)
-    return jax.tree.map(
-        lambda g: jnp.tensordot(weight, g * g, axes=1), grads
+    return jax.tree.map(  # |g|**2, real also for complex parameters
+        lambda g: jnp.tensordot(weight, jnp.real(g * jnp.conj(g)), axes=1),
+        grads,
     )
 
   n = len(inputs)
-  total = optax.tree.zeros_like(params)
+  total = jax.tree.map(
+      lambda p: jnp.zeros(p.shape, jnp.finfo(p.dtype).dtype), params)
   for start in range(0, n, batch_size):
     x, y = inputs[start:start + batch_size], labels[start:start + batch_size]
     weight = jnp.ones(len(x))

@@ -38,10 +38,18 @@ def _copy(tree):
   return jax.tree.map(jnp.copy, tree)
 
 
+def _real_zeros_like(params):
+  return jax.tree.map(
+      lambda p: jnp.zeros(p.shape, jnp.finfo(p.dtype).dtype), params)
+
+
 def _path_integral(state: SiState, params):
-  """The path integral, with the move from the previous weights to ``params``."""
-  return jax.tree.map(lambda o, g, w, w0: o - g * (w - w0), state.path_integral,
-                      state.previous_grads, params, state.previous_params)
+  """The path integral, with the move from the previous weights to ``params``:
+  ``- Re(conj(g) * dw)``, the loss change to first order, real also for
+  complex parameters."""
+  return jax.tree.map(
+      lambda o, g, w, w0: o - jnp.real(jnp.conj(g) * (w - w0)),
+      state.path_integral, state.previous_grads, params, state.previous_params)
 
 
 def add_si_penalty(strength: float) -> optax.GradientTransformation:
@@ -68,10 +76,10 @@ def add_si_penalty(strength: float) -> optax.GradientTransformation:
   _checks.check_scalar('strength', strength, low=0.0, high_inclusive=False)
 
   def init_fn(params):
-    zeros = lambda: optax.tree.zeros_like(params)
-    return SiState(importance=zeros(), anchor=_copy(params),
-                   path_integral=zeros(), previous_params=_copy(params),
-                   previous_grads=zeros())
+    return SiState(importance=_real_zeros_like(params), anchor=_copy(params),
+                   path_integral=_real_zeros_like(params),
+                   previous_params=_copy(params),
+                   previous_grads=optax.tree.zeros_like(params))
 
   def update_fn(updates, state, params=None):
     if params is None:
@@ -116,10 +124,11 @@ def consolidate_si(opt_state, params, damping: float = 0.1):
   _checks.check_like('params', params, 'the SI state', old.anchor)
   path = _path_integral(old, params)
   importance = jax.tree.map(
-      lambda om, p, w, a: om + jnp.maximum(p, 0) / ((w - a) ** 2 + damping),
+      lambda om, p, w, a: om + jnp.maximum(p, 0) / (
+          jnp.real((w - a) * jnp.conj(w - a)) + damping),
       old.importance, path, params, old.anchor)
   new = SiState(importance=importance, anchor=_copy(params),
-                path_integral=optax.tree.zeros_like(params),
+                path_integral=_real_zeros_like(params),
                 previous_params=_copy(params),
                 previous_grads=optax.tree.zeros_like(params))
   return _state_search.replace_node(opt_state, old, new)

@@ -9,18 +9,21 @@ def classp_numpy(grads, *, learning_rate, threshold, power, eps, apply_decay,
 
   Returns the parameter deltas of every step and the final grad_sum, computed
   in ``dtype`` element by element, with the textbook ``**`` for every power.
+  A complex ``dtype`` gates and accumulates on the modulus ``|g|``, in the
+  matching real dtype.
   """
-  grad_sum = np.zeros(np.shape(grads[0]), dtype)
+  real = np.finfo(dtype).dtype.type
+  grad_sum = np.zeros(np.shape(grads[0]), real)
   deltas = []
   for g in grads:
     g = np.asarray(g, dtype)
     delta = np.zeros_like(g)
     for i in np.ndindex(g.shape):
-      if g[i] * g[i] > threshold:
-        grad_sum[i] += np.abs(g[i]) ** dtype(power)
+      if np.abs(g[i]) ** 2 > threshold:
+        grad_sum[i] += np.abs(g[i]) ** real(power)
         step = learning_rate
         if apply_decay:
-          step = learning_rate / (dtype(eps) + grad_sum[i]) ** dtype(1 / power)
+          step = learning_rate / (real(eps) + grad_sum[i]) ** real(1 / power)
         delta[i] = -step * g[i]
     deltas.append(delta)
   return deltas, grad_sum

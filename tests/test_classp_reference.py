@@ -21,6 +21,9 @@ CASES = list(itertools.product(
 def _gradient_sequence(seed, steps, shape, dtype):
   rng = np.random.default_rng(seed)
   grads = rng.normal(size=(steps, *shape)) * rng.uniform(0.1, 2.0)
+  if np.issubdtype(dtype, np.complexfloating):
+    grads = grads + 1j * rng.normal(size=grads.shape)
+    grads[rng.random(grads.shape) < 0.1] *= 1j  # some purely imaginary
   grads[rng.random(grads.shape) < 0.1] = 0.0  # exact zeros never pass
   return grads.astype(dtype)
 
@@ -38,16 +41,18 @@ def _run_classp(grads, dtype, **kwargs):
 
 
 @pytest.mark.parametrize('power,threshold,apply_decay', CASES)
-@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+@pytest.mark.parametrize('dtype',
+                         ['float32', 'float64', 'complex64', 'complex128'])
 def test_matches_numpy_reference(power, threshold, apply_decay, dtype):
   dtype = np.dtype(dtype)
   kwargs = dict(learning_rate=0.05, threshold=threshold, power=power,
                 eps=1e-5, apply_decay=apply_decay)
   grads = _gradient_sequence(int(power * 10 + threshold * 100), 6, (3, 7), dtype)
-  with jax.enable_x64(dtype == np.float64):
+  with jax.enable_x64(np.finfo(dtype).bits == 64):
     got, got_sum = _run_classp(grads, dtype, **kwargs)
   want, want_sum = classp_numpy(list(grads), dtype=dtype.type, **kwargs)
-  rtol = 1e-5 if dtype == np.float32 else 1e-12
+  assert got_sum.dtype == np.finfo(dtype).dtype  # real, also for complex
+  rtol = 1e-5 if np.finfo(dtype).bits == 32 else 1e-12
   for g, w in zip(got, want, strict=True):
     assert g.dtype == dtype
     np.testing.assert_array_equal(g == 0, w == 0)

@@ -147,3 +147,23 @@ def test_ewc_keeps_weights_near_the_anchor_while_training_on_new_data():
     assert isinstance(state[0], EwcState)
     drift[strength] = float(jnp.abs(train(tx, state, anchor)['w']).max())
   assert drift[10.0] < 0.2 * drift[0.0]
+
+
+def test_empirical_fisher_of_complex_parameters_is_the_real_mean_modulus():
+  """|g|^2 = (df/dRe w)^2 + (df/dIm w)^2, from the real-pair function."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(5, 3)) + 1j * rng.normal(size=(5, 3)),
+                  jnp.complex64)
+  y = jnp.asarray(rng.normal(size=5), jnp.float32)
+  w = jnp.asarray([0.5 - 1j, 2.0 + 0.5j, -1.0 + 0j], jnp.complex64)
+
+  def example_loss(w, x, y):
+    return jnp.abs(jnp.dot(w, x) - y) ** 2
+
+  got = empirical_fisher(example_loss, w, x, y, batch_size=2)
+  assert got.dtype == jnp.float32
+  pair_grad = jax.vmap(jax.grad(
+      lambda re, im, x, y: example_loss(re + 1j * im, x, y), argnums=(0, 1)),
+      in_axes=(None, None, 0, 0))
+  d_re, d_im = pair_grad(jnp.real(w), jnp.imag(w), x, y)
+  np.testing.assert_allclose(got, (d_re**2 + d_im**2).mean(0), rtol=1e-5)

@@ -80,3 +80,17 @@ def test_state_can_be_donated_with_the_params_after_init_and_consolidation():
   params, state = step(params, state)
   np.testing.assert_allclose(state[0].anchor['w'], jnp.arange(4.0) * 0.8)
   assert np.all(np.isfinite(params['w']))
+
+
+def test_complex_path_integral_is_the_real_loss_change():
+  """omega = -Re(conj(g) dw): one SGD step of lr 0.1 on g = 1+2j moves
+  dw = -0.1 g, so omega = 0.1 |g|^2 = 0.5 and |dw|^2 = 0.05."""
+  tx = optax.chain(add_si_penalty(0.5), optax.sgd(0.1))
+  w0 = jnp.array([1.0 + 1.0j], jnp.complex64)
+  state = tx.init(w0)
+  u, state = tx.update(jnp.array([1 + 2j], jnp.complex64), state, w0)
+  w1 = w0 + u
+  state = consolidate_si(state, w1, damping=0.1)
+  si = state[0]
+  assert si.importance.dtype == si.path_integral.dtype == jnp.float32
+  np.testing.assert_allclose(si.importance, [0.5 / (0.05 + 0.1)], rtol=1e-5)
