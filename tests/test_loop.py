@@ -14,6 +14,7 @@ import pytest
 from classp_optax import EwcState
 from classp_optax import SiState
 from classp_optax._state_search import find_unique
+from classp_optax.continual import cli
 from classp_optax.continual import loop
 from classp_optax.continual import methods
 from classp_optax.continual import models
@@ -256,3 +257,48 @@ def test_penalty_acts_inside_the_loop(tasks, make_method, state_type, field,
   held = drift(1.0 / (0.1 * steps_per_unit * max_weight))
   assert free > 0
   assert held < 0.5 * free
+
+
+def test_a_run_made_to_diverge_stops_with_the_divergence_named(tasks):
+  """A penalty far past SGD's stability bound blows up in task 1."""
+  steps = []
+  with pytest.warns(loop.DivergenceWarning,
+                    match=r'ewc diverged in task 1 at step \d+: the loss'):
+    result = loop.train_continual(
+        mlp(), tasks, methods.ewc_method(0.1, strength=1e9), CONFIG,
+        on_step=lambda task, step, loss: steps.append((task, step, loss)))
+  task, step = result.diverged['task'], result.diverged['step']
+  assert task == 1
+  # The step named is the first whose loss was not finite.
+  losses = {s: loss for t, s, loss in steps if t == 1}
+  assert not np.isfinite(losses[step])
+  assert all(np.isfinite(losses[s]) for s in range(1, step))
+  assert max(losses) < 2 * loop.FINITE_CHECK_EVERY + step  # stopped soon
+  np.testing.assert_array_equal(np.isnan(result.accuracy[:, 0]),
+                                [False, True, True])
+  assert result.summary['average_accuracy'] is None
+  saved = result.to_json()
+  assert saved['diverged'] == result.diverged and saved['accuracy'][1][0] is None
+  assert 'diverged in task 1 at step' in cli.format_table([result])
+
+
+def test_a_task_learnt_to_chance_is_marked(tasks):
+  def frozen():  # constant logits: the first allowed class, always
+    model = mlp()()
+    model.out.kernel.value = jnp.zeros_like(model.out.kernel.value)
+    return model
+
+  result = loop.train_continual(frozen, tasks, methods.sgd_method(1e-9), CONFIG)
+  assert result.not_learnt == [0, 1, 2]
+  assert result.to_json()['not_learnt'] == [0, 1, 2]
+  table = cli.format_table([result])
+  assert 'not learnt' in table and 'task 0 (' in table
+  learnt = loop.train_continual(mlp(), tasks, methods.sgd_method(0.1), CONFIG)
+  assert learnt.not_learnt == []
+  assert 'not learnt' not in cli.format_table([learnt])
+
+
+def test_the_stiffness_warning_fires_on_a_stiff_penalty(tasks):
+  with pytest.warns(loop.StiffnessWarning, match='ewc: after task 0'):
+    loop.train_continual(mlp(), tasks[:2],
+                         methods.ewc_method(0.1, strength=1e6), CONFIG)

@@ -2,10 +2,19 @@
 train stably on the built-in benchmarks."""
 
 import inspect
+import warnings
 
+from flax import nnx
+import jax
 import numpy as np
+import optax
 import pytest
 
+from classp_optax import add_ewc_penalty
+from classp_optax import add_si_penalty
+from classp_optax import classp
+from classp_optax import consolidate_ewc
+from classp_optax import consolidate_si
 from classp_optax.continual import loop
 from classp_optax.continual import methods
 from classp_optax.continual import models
@@ -25,6 +34,7 @@ BAD = {
     'decay': (['abc', -0.1, 1.5], '[0.0, 1.0]'),
     'mode': (['both', 3], "('separate', 'online')"),
     'decay_from_task': (['abc', -1, 1.5, True], 'an integer >= 0'),
+    'optimizer': (['rmsprop', 3], "('sgd', 'adam', 'adagrad', 'classp')"),
 }
 
 CASES = [(name, parameter, value)
@@ -79,3 +89,63 @@ def test_api_defaults_learn_stably_on_the_built_in_benchmarks(benchmark, name):
   assert np.all(np.diag(result.accuracy) > chance + 0.3), result.accuracy
   method = methods.make_method(name)
   assert all(s < method.stiffness_bound for s in result.stiffness)
+
+
+@pytest.mark.parametrize('name', ['ewc', 'si'])
+@pytest.mark.parametrize('settings,message', [
+    (dict(optimizer='adam', momentum=0.9), 'momentum applies to optimizer=sgd'),
+    (dict(optimizer='sgd', threshold=1e-3), 'apply to optimizer=classp only'),
+])
+def test_inner_optimizer_settings_must_apply_to_it(name, settings, message):
+  with pytest.raises(ValueError, match=f'{name}[.].*{message}'):
+    methods.make_method(name, **settings)
+
+
+@pytest.mark.parametrize('name,penalty,consolidate', [
+    ('ewc', add_ewc_penalty, lambda s, p, f: consolidate_ewc(s, p, f())),
+    ('si', add_si_penalty, lambda s, p, f: consolidate_si(s, p, 0.1)),
+])
+@pytest.mark.parametrize('optimizer', ['adam', 'classp'])
+def test_penalty_on_an_inner_optimizer_equals_the_hand_composed_chain(
+    name, penalty, consolidate, optimizer):
+  """The toolkit's method and optax.chain(penalty, optimizer) written by hand
+  give the same weights after a 2-task run."""
+  tasks = SUITES['split-digits'].make_tasks(None, 0, None, 'task')[:2]
+  config = loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128,
+                            fisher_samples=64)
+  inner = (optax.adam(1e-3) if optimizer == 'adam'
+           else classp(1e-3, threshold=1e-6, power=2.0))
+  settings = dict(threshold=1e-6, power=2.0) if optimizer == 'classp' else {}
+  ours = methods.make_method(name, optimizer=optimizer, learning_rate=1e-3,
+                             strength=5.0, **settings)
+  by_hand = methods.Method(
+      name, {}, lambda task: optax.chain(penalty(5.0), inner),
+      consolidate=consolidate)
+  make_model = lambda: models.make_model('mlp', (8, 8, 1), 10, 0, hidden=(32,))
+  a = loop.train_continual(make_model, tasks, ours, config)
+  b = loop.train_continual(make_model, tasks, by_hand, config)
+  assert ours.hyperparams['optimizer'] == optimizer
+  jax.tree.map(np.testing.assert_array_equal, nnx.state(a.model, nnx.Param),
+               nnx.state(b.model, nnx.Param))
+  assert a.stiffness and a.stiffness_bound is None  # adaptive: no SGD bound
+
+
+@pytest.mark.parametrize('benchmark', ['split-digits', 'permuted-digits'])
+@pytest.mark.parametrize('name', ['ewc', 'si'])
+def test_benchmark_defaults_raise_no_stiffness_warning_and_learn_every_task(
+    benchmark, name):
+  """The tuned defaults of the embedded benchmarks, over the whole stream
+  (the EWC Fisher sums over tasks, so stiffness grows with them)."""
+  suite = SUITES[benchmark]
+  tasks = suite.make_tasks(None, 0, suite.num_tasks, 'task')
+  config = loop.TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size,
+                            eval_batch_size=128)
+  method = methods.make_method(name, **suite.method_defaults[name])
+  with warnings.catch_warnings():
+    warnings.simplefilter('error', loop.StiffnessWarning)
+    result = loop.train_continual(
+        lambda: models.make_model('mlp', (8, 8, 1), 10, 0, hidden=suite.hidden),
+        tasks, method, config)
+  assert len(result.stiffness) == len(tasks)
+  assert max(result.stiffness) < method.stiffness_bound
+  assert result.not_learnt == [] and result.diverged is None

@@ -112,18 +112,33 @@ def _epochs(text):
 
 
 def format_table(results) -> str:
+  """One row per method. A run that diverged shows where, not numbers; tasks
+  learnt to within a few points of their majority-class accuracy are named."""
   width = max(10, *(len(r.method) for r in results))
   header = (f'{"method":{width}} {"avg acc":>8} {"forgetting":>10} {"BWT":>7} '
             f'{"learn acc":>9} {"state bytes":>12} {"wall s":>7}')
   lines = [header, '-' * len(header)]
+  notes = []
   for r in results:
+    if r.diverged is not None:
+      d = r.diverged
+      lines.append(f'{r.method:{width}} diverged in task {d["task"]} at step '
+                   f'{d["step"]} ({d["what"]} not finite): no result')
+      continue
     s = r.summary
+    mark = '*' if r.not_learnt else ' '
     lines.append(
         f'{r.method:{width}} {s["average_accuracy"]:8.3f} {s["forgetting"]:10.3f} '
-        f'{s["backward_transfer"]:7.3f} {s["learning_accuracy"]:9.3f} '
+        f'{s["backward_transfer"]:7.3f} {s["learning_accuracy"]:8.3f}{mark} '
         f'{r.state_bytes:12,d} {r.wall_time:7.1f}'
     )
-  return '\n'.join(lines)
+    if r.not_learnt:
+      tasks = ', '.join(f'{j} ({r.accuracy[j, j]:.3f} vs '
+                        f'{r.majority_accuracy[j]:.3f})' for j in r.not_learnt)
+      notes.append(f'* {r.method}: not learnt, within '
+                   f'{loop.CHANCE_MARGIN:.2f} of always answering the most '
+                   f'frequent label: task {tasks}')
+  return '\n'.join(lines + notes)
 
 
 def check_args(args, suite) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 import dataclasses
 import functools
+import math
 import time
 import warnings
 
@@ -34,6 +35,11 @@ from classp_optax.continual.methods import fresh_state
 from classp_optax.continual.streams import Task
 
 MASKED_LOGIT = -1e9
+# A task learnt to less than this above its majority-class accuracy is marked
+# as not learnt.
+CHANCE_MARGIN = 0.05
+# Steps between checks that the loss is finite (one device-to-host copy).
+FINITE_CHECK_EVERY = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,21 +78,54 @@ class RunResult:
   wall_time: float
   stiffness: list = dataclasses.field(default_factory=list)
   stiffness_bound: float | None = None
+  majority_accuracy: list = dataclasses.field(default_factory=list)
+  diverged: dict | None = None
   model: nnx.Module | None = dataclasses.field(default=None, repr=False)
   opt_state: object = dataclasses.field(default=None, repr=False)
 
   @property
   def summary(self) -> dict:
+    """The metrics of :mod:`metrics`; all None for a run that diverged."""
+    if self.diverged is not None:
+      return dict.fromkeys(metrics.summarize(np.zeros((1, 1))))
     return metrics.summarize(self.accuracy)
+
+  @property
+  def not_learnt(self) -> list[int]:
+    """The tasks whose accuracy just after training them is within
+    :data:`CHANCE_MARGIN` of always answering their most frequent label."""
+    return [j for j, base in enumerate(self.majority_accuracy)
+            if np.isfinite(self.accuracy[j, j])
+            and self.accuracy[j, j] < base + CHANCE_MARGIN]
 
   def to_json(self) -> dict:
     return dict(
         method=self.method, hyperparams=self.hyperparams,
-        task_names=self.task_names, accuracy=self.accuracy.tolist(),
+        task_names=self.task_names,
+        accuracy=np.where(np.isfinite(self.accuracy), self.accuracy,
+                          None).tolist(),
         state_bytes=self.state_bytes, wall_time=self.wall_time,
         stiffness=self.stiffness, stiffness_bound=self.stiffness_bound,
-        **self.summary,
+        majority_accuracy=self.majority_accuracy, not_learnt=self.not_learnt,
+        diverged=self.diverged, **self.summary,
     )
+
+
+class DivergenceWarning(UserWarning):
+  """A run's loss or state became non-finite; the run stopped there."""
+
+
+class _Diverged(Exception):
+
+  def __init__(self, task: int, step: int, what: str):
+    super().__init__(task, step, what)
+    self.record = dict(task=task, step=step, what=what)
+
+
+def _all_finite(tree) -> bool:
+  leaves = [x for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
 
 
 def masked_cross_entropy(logits, labels, logit_mask):
@@ -320,20 +359,36 @@ def train_continual(
     def __init__(self, t: int, elapsed_before: float):
       self.t, self.elapsed_before = t, elapsed_before
       self.start = self.last_save = time.perf_counter()
+      self.losses = []  # (step, loss on the device) since the last check
+
+    def check_finite(self) -> None:
+      """Raises _Diverged at the first step whose loss is not finite."""
+      if not self.losses:
+        return
+      steps, losses = zip(*self.losses, strict=True)
+      finite = np.isfinite(np.asarray(jnp.stack(losses)))
+      self.losses = []
+      if not finite.all():
+        raise _Diverged(self.t, steps[int(np.argmin(finite))], 'the loss')
 
     def __call__(self, step: int, loss) -> None:
       bar.update()
+      self.losses.append((step, loss))
       if on_step is not None:
         on_step(self.t, step, float(loss))
+      if step % FINITE_CHECK_EVERY == 0:
+        self.check_finite()
       if checkpointer is None or step == steps_for(self.t):
         return
       now = time.perf_counter()
       if ((checkpoint_every_steps and step % checkpoint_every_steps == 0)
           or (checkpoint_every_seconds is not None
               and now - self.last_save >= checkpoint_every_seconds)):
+        self.check_finite()  # never checkpoint a diverged state
         save(self.t, step, self.elapsed_before + now - self.start)
         self.last_save = time.perf_counter()
 
+  diverged = None
   bar = tqdm(total=sum(steps_for(t) for t in range(first_task, num_tasks))
              - first_step, desc=method.name, disable=not progress, leave=False)
   try:
@@ -352,9 +407,15 @@ def train_continual(
       bar.set_postfix_str(task.name)
       _train_task(model, optimizer, t, task, config, placement,
                   first_step if resuming_mid_task else 0, after_step)
+      after_step.check_finite()
+      if not _all_finite(nnx.state((model, optimizer))):
+        raise _Diverged(t, steps_for(t), 'the weights or optimizer state')
       if method.consolidate is not None:
         value = _consolidate(model, optimizer, method, functools.partial(
             task_fisher, model, task, config.fisher_samples, config.seed))
+        if not _all_finite(nnx.state(optimizer)):
+          raise _Diverged(t, steps_for(t),
+                          'the optimizer state after consolidation')
         if value is not None:
           stiffness.append(value)
           _warn_if_stiff(method, t, value)
@@ -365,6 +426,14 @@ def train_continual(
       wall_time += time.perf_counter() - after_step.start
       if checkpointer is not None:
         save(t, steps_for(t), wall_time)
+  except _Diverged as stop:
+    diverged = stop.record
+    accuracy[diverged['task']:] = np.nan
+    warnings.warn(
+        f'{method.name} diverged in task {diverged["task"]} at step '
+        f'{diverged["step"]}: {diverged["what"]} is not finite. The run '
+        'stops here; its accuracies are not reported.',
+        DivergenceWarning, stacklevel=2)
   finally:
     bar.close()
     if checkpointer is not None:
@@ -374,7 +443,10 @@ def train_continual(
       task_names=[task.name for task in tasks], accuracy=accuracy,
       state_bytes=tree_bytes(nnx.as_pure(optimizer.opt_state)),
       wall_time=wall_time, stiffness=stiffness,
-      stiffness_bound=method.stiffness_bound if method.stiffness else None,
+      stiffness_bound=(method.stiffness_bound if method.stiffness
+                       and math.isfinite(method.stiffness_bound) else None),
+      majority_accuracy=[task.majority_accuracy() for task in tasks],
+      diverged=diverged,
       model=model,
       opt_state=nnx.as_pure(optimizer.opt_state),
   )

@@ -14,6 +14,7 @@ on validation data by ``benchmarks/tune.py``.
 
 from collections.abc import Callable
 import dataclasses
+import math
 import numbers
 
 import jax
@@ -51,7 +52,7 @@ class Method:
     stiffness: if set, ``stiffness(opt_state)`` gives the largest product of
       the learning rate and the penalty's curvature on any weight, and
       ``stiffness_bound`` the value past which SGD on the penalty oscillates
-      or diverges.
+      or diverges (infinite for optimizers that normalise their steps).
   """
 
   name: str
@@ -162,25 +163,64 @@ def classp_method(
   return Method('classp', hyperparams, optimizer_for_task)
 
 
+# The optimizers a penalty (EWC, SI) can run on, by name.
+INNER_OPTIMIZERS = ('sgd', 'adam', 'adagrad', 'classp')
+
+
+def _inner(method: str, optimizer: str, learning_rate, momentum, threshold,
+           power, eps) -> tuple[optax.GradientTransformation, dict, float]:
+  """The optimizer under a penalty, the hyperparameters that define it, and
+  the stiffness bound past which it oscillates on the penalty (plain SGD:
+  2 (1 + momentum); the adaptive ones normalise their steps: none)."""
+  if optimizer not in INNER_OPTIMIZERS:
+    raise ValueError(f'{method}.optimizer must be one of {INNER_OPTIMIZERS}, '
+                     f'got {optimizer!r}.')
+  _positive(method, 'learning_rate', learning_rate)
+  _momentum(method, momentum)
+  _non_negative(method, 'threshold', threshold)
+  _positive(method, 'power', power)
+  _non_negative(method, 'eps', eps)
+  if momentum and optimizer != 'sgd':
+    raise ValueError(f'{method}.momentum applies to optimizer=sgd only, not '
+                     f'{optimizer}.')
+  classp_settings = dict(threshold=threshold, power=power, eps=eps)
+  if (optimizer != 'classp'
+      and classp_settings != dict(threshold=0.0, power=1.0, eps=1e-5)):
+    raise ValueError(f'{method}.threshold, power and eps apply to '
+                     f'optimizer=classp only, not {optimizer}.')
+  if optimizer == 'sgd':
+    return (_sgd(learning_rate, momentum), dict(momentum=momentum),
+            _sgd_bound(momentum))
+  if optimizer == 'classp':
+    return classp(learning_rate, **classp_settings), classp_settings, math.inf
+  factory = optax.adam if optimizer == 'adam' else optax.adagrad
+  return factory(learning_rate), {}, math.inf
+
+
 def ewc_method(
     learning_rate: float = 0.03,
     strength: float = 100.0,
     mode: str = 'separate',
     decay: float = 1.0,
+    optimizer: str = 'sgd',
     momentum: float = 0.0,
+    threshold: float = 0.0,
+    power: float = 1.0,
+    eps: float = 1e-5,
 ) -> Method:
-  """EWC's penalty on top of SGD (with optional momentum).
+  """EWC's penalty on top of an optimizer: SGD (with optional momentum) by
+  default, or Adam, AdaGrad or CLASSP (``threshold``, ``power``, ``eps``).
 
   The penalty's curvature on weight ``i`` is ``strength * F_i``, so SGD stays
   stable while ``learning_rate * strength * max F < 2 (1 + momentum)``.
   """
-  _positive('ewc', 'learning_rate', learning_rate)
+  tx_inner, inner_settings, bound = _inner(
+      'ewc', optimizer, learning_rate, momentum, threshold, power, eps)
   _non_negative('ewc', 'strength', strength)
   if mode not in _ewc.EWC_MODES:
     raise ValueError(f'ewc.mode must be one of {_ewc.EWC_MODES}, got {mode!r}.')
   _checks.check_scalar('ewc.decay', decay, low=0.0, high=1.0)
-  _momentum('ewc', momentum)
-  tx = optax.chain(add_ewc_penalty(strength), _sgd(learning_rate, momentum))
+  tx = optax.chain(add_ewc_penalty(strength), tx_inner)
 
   def consolidate(opt_state, params, fisher):
     return consolidate_ewc(opt_state, params, fisher(), mode=mode, decay=decay)
@@ -192,9 +232,9 @@ def ewc_method(
   return Method(
       'ewc',
       dict(learning_rate=learning_rate, strength=strength, mode=mode,
-           decay=decay, momentum=momentum),
+           decay=decay, optimizer=optimizer, **inner_settings),
       lambda task: tx, consolidate=consolidate, stiffness=stiffness,
-      stiffness_bound=_sgd_bound(momentum),
+      stiffness_bound=bound,
   )
 
 
@@ -202,17 +242,20 @@ def si_method(
     learning_rate: float = 0.03,
     strength: float = 1.0,
     damping: float = 0.1,
+    optimizer: str = 'sgd',
     momentum: float = 0.0,
+    threshold: float = 0.0,
+    power: float = 1.0,
+    eps: float = 1e-5,
 ) -> Method:
-  """Synaptic Intelligence's penalty on top of SGD (with optional momentum).
-
-  The penalty's curvature on weight ``i`` is ``2 * strength * Omega_i``.
-  """
-  _positive('si', 'learning_rate', learning_rate)
+  """Synaptic Intelligence's penalty on top of an optimizer, as for
+  :func:`ewc_method`. The penalty's curvature on weight ``i`` is
+  ``2 * strength * Omega_i``."""
+  tx_inner, inner_settings, bound = _inner(
+      'si', optimizer, learning_rate, momentum, threshold, power, eps)
   _non_negative('si', 'strength', strength)
   _positive('si', 'damping', damping)
-  _momentum('si', momentum)
-  tx = optax.chain(add_si_penalty(strength), _sgd(learning_rate, momentum))
+  tx = optax.chain(add_si_penalty(strength), tx_inner)
 
   def consolidate(opt_state, params, fisher):
     del fisher  # SI's importance comes from the path integral instead
@@ -225,9 +268,9 @@ def si_method(
   return Method(
       'si',
       dict(learning_rate=learning_rate, strength=strength, damping=damping,
-           momentum=momentum),
+           optimizer=optimizer, **inner_settings),
       lambda task: tx, consolidate=consolidate, stiffness=stiffness,
-      stiffness_bound=_sgd_bound(momentum),
+      stiffness_bound=bound,
   )
 
 

@@ -70,6 +70,12 @@ class Task:
     return (self._inputs(self.dataset.x_test[rows]),
             self._labels(self.dataset.y_test[rows]))
 
+  def majority_accuracy(self) -> float:
+    """The test accuracy of always answering the task's most frequent test
+    label: what a model that learned nothing of the task scores at best."""
+    labels = self._labels(self.dataset.y_test[self.test_index])
+    return float(np.bincount(labels).max() / len(labels))
+
   def logit_mask(self) -> np.ndarray:
     """Which outputs are scored: this task's classes, or all of them."""
     mask = np.zeros(self.num_outputs, bool)

@@ -105,7 +105,7 @@ SUITES = {
     'split-fmnist': Suite(
         'Fashion-MNIST in 5 tasks of 2 classes', _split_idx('fashion-mnist'),
         'mlp', scenarios=streams.SCENARIOS,
-        method_defaults=_TUNED.get('split-fmnist', {})),
+        method_defaults=_TUNED['split-fmnist']),
     'permuted-mnist': Suite(
         'MNIST under fixed pixel permutations, task 0 the identity, shared '
         'head', _permuted_mnist, 'mlp', batch_size=500, num_tasks=10,
