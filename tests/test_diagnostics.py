@@ -56,3 +56,15 @@ def test_tree_bytes():
   assert tree_bytes(optax.adam(0.1).init(params)) == 2 * (120 + 10) + 4
   abstract = jax.eval_shape(classp(0.1).init, params)
   assert tree_bytes(abstract) == 35 * 4
+
+
+def test_stats_of_complex_parameters():
+  tx = classp(0.1, threshold=0.5)
+  params = {'z': jnp.zeros(4, jnp.complex64)}
+  grads = {'z': jnp.array([1j, 0.5 + 0j, 0j, 1 + 1j], jnp.complex64)}
+  updates, state = tx.update(grads, tx.init(params))
+  stats = classp_stats(state, updates)
+  # |g|^2 = 1, 0.25, 0, 2: two pass the threshold 0.5.
+  assert float(stats.capacity_used) == 0.5
+  assert float(stats.fraction_updated) == 0.5
+  assert float(stats.mean_grad_sum) == pytest.approx((1 + 2**0.5) / 4)  # power 1
