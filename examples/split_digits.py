@@ -20,7 +20,7 @@ config = TrainConfig(epochs=5, batch_size=16)
 for method in [
     # Plain steps with a threshold on task 1, decayed steps afterwards.
     make_method('classp', learning_rate=0.05, threshold=1e-4),
-    make_method('ewc', learning_rate=0.1, strength=100.0),
+    make_method('ewc', learning_rate=0.03, strength=10.0),
     make_method('sgd', learning_rate=0.1),
 ]:
   result = train_continual(
