@@ -313,3 +313,18 @@ def test_no_stiffness_warning_for_the_last_consolidation(tasks):
     result = loop.train_continual(mlp(), tasks[:1],
                                   methods.ewc_method(0.1, strength=1e6), CONFIG)
   assert result.stiffness[0] > 2
+
+
+def test_each_test_set_is_prepared_once_per_run(tasks, monkeypatch):
+  calls = []
+  original = streams.Task.test_set
+  monkeypatch.setattr(streams.Task, 'test_set',
+                      lambda self: calls.append(self.name) or original(self))
+  result = loop.train_continual(mlp(), tasks, methods.sgd_method(0.1), CONFIG)
+  assert sorted(calls) == sorted(task.name for task in tasks)
+  # The same accuracies as evaluating each task from scratch.
+  result.model.eval()
+  np.testing.assert_array_equal(
+      result.accuracy[-1],
+      [loop.evaluate(result.model, task, CONFIG.eval_batch_size)
+       for task in tasks])

@@ -169,23 +169,36 @@ class _Placement:
       nnx.update(nodes, jax.device_put(state, NamedSharding(self.mesh, P())))
 
 
-def evaluate(model, task: Task, batch_size: int, placement=None) -> float:
-  """Accuracy of ``model`` (in evaluation mode) on ``task``'s test set."""
+def test_batches(task: Task, batch_size: int, placement=None) -> list[tuple]:
+  """``task``'s test set as device batches ``(x, y, weight)``, the last padded
+  (weight 0) so that one compiled shape serves every batch. Made once per run:
+  a permuted task's inputs are permuted and copied once, not at every
+  evaluation."""
   placement = placement or _Placement(None)
   x, y = task.test_set()
-  mask = jnp.asarray(task.logit_mask())
-  total = 0
+  batches = []
   for start in range(0, len(y), batch_size):
     xb, yb = x[start:start + batch_size], y[start:start + batch_size]
     weight = np.ones(batch_size, np.float32)
     pad = batch_size - len(yb)
-    if pad:  # one compiled shape for every batch
+    if pad:
       weight[len(yb):] = 0
       xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
       yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
-    total += int(correct_count(model, *placement.batch(xb, yb), mask,
-                               *placement.batch(weight)))
-  return total / len(y)
+    batches.append(placement.batch(xb, yb, weight))
+  return batches
+
+
+def evaluate(model, task: Task, batch_size: int, placement=None,
+             batches: list | None = None) -> float:
+  """Accuracy of ``model`` (in evaluation mode) on ``task``'s test set, from
+  ``batches`` (see :func:`test_batches`) when given."""
+  if batches is None:
+    batches = test_batches(task, batch_size, placement)
+  mask = jnp.asarray(task.logit_mask())
+  total = sum(correct_count(model, x, y, mask, weight)
+              for x, y, weight in batches)  # on the device: one copy back
+  return int(total) / len(task.test_index)
 
 
 def task_fisher(model, task: Task, num_samples: int, seed: int):
@@ -388,6 +401,14 @@ def train_continual(
         save(self.t, step, self.elapsed_before + now - self.start)
         self.last_save = time.perf_counter()
 
+  eval_batches = {}
+
+  def batches_of(j):
+    if j not in eval_batches:
+      eval_batches[j] = test_batches(tasks[j], config.eval_batch_size,
+                                     placement)
+    return eval_batches[j]
+
   diverged = None
   bar = tqdm(total=sum(steps_for(t) for t in range(first_task, num_tasks))
              - first_step, desc=method.name, disable=not progress, leave=False)
@@ -421,8 +442,9 @@ def train_continual(
           if t < num_tasks - 1:  # no training follows the last consolidation
             _warn_if_stiff(method, t, value)
       model.eval()
-      accuracy[t] = [evaluate(model, other, config.eval_batch_size, placement)
-                     for other in tasks]
+      accuracy[t] = [evaluate(model, other, config.eval_batch_size, placement,
+                              batches_of(j))
+                     for j, other in enumerate(tasks)]
       model.train()
       wall_time += time.perf_counter() - after_step.start
       if checkpointer is not None:
