@@ -10,6 +10,7 @@ import math
 import numbers
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -32,6 +33,11 @@ def check_scalar(
   accepted = f'a real number in {low_bracket}{low}, {high}{high_bracket}'
   if is_traced(value):
     return
+  if np.iscomplexobj(value):
+    raise ValueError(
+        f'{name} must be {accepted}, got the complex {value!r} (with '
+        'optax.inject_hyperparams on complex parameters, pass '
+        'hyperparam_dtype=jnp.float32).')
   if isinstance(value, (bool, np.bool_)) or not (
       isinstance(value, numbers.Real) or np.ndim(value) == 0
       and np.issubdtype(np.asarray(value).dtype, np.number)
@@ -44,9 +50,16 @@ def check_scalar(
     raise ValueError(f'{name} must be {accepted}, got {value!r}.')
 
 
-def check_bool(name: str, value) -> None:
-  if not isinstance(value, (bool, np.bool_)):
-    raise ValueError(f'{name} must be True or False, got {value!r}.')
+def check_bool(name: str, value, allow_array: bool = False) -> None:
+  """ValueError unless ``value`` is a bool (or, with ``allow_array``, a
+  boolean scalar array, possibly traced)."""
+  if isinstance(value, (bool, np.bool_)):
+    return
+  if (allow_array and isinstance(value, jax.Array) and value.shape == ()
+      and value.dtype == jnp.bool_):
+    return
+  accepted = ' or a boolean scalar array' if allow_array else ''
+  raise ValueError(f'{name} must be True or False{accepted}, got {value!r}.')
 
 
 def check_state(transform: str, state, state_type) -> None:

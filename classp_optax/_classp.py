@@ -126,7 +126,10 @@ def scale_by_classp(
       ``static_args`` of ``optax.inject_hyperparams`` to keep these fast paths.
     eps: :math:`\epsilon \ge 0`, added inside the root.
     apply_decay: whether to divide by the root of ``eps + grad_sum``. A Python
-      bool, fixed when the transform is built.
+      bool, fixed when the transform is built, or a boolean scalar array, so
+      that ``optax.inject_hyperparams(classp)(..., apply_decay=jnp.asarray(
+      False))`` switches from plain to decayed steps between tasks with
+      :func:`set_hyperparams` and no retrace.
     accumulator_dtype: dtype of ``grad_sum``. By default the parameter's dtype,
       or float32 for parameters narrower than float32.
 
@@ -146,7 +149,9 @@ def scale_by_classp(
       'power', power, low=0.0, low_inclusive=False, high_inclusive=False
   )
   _checks.check_scalar('eps', eps, low=0.0, high_inclusive=False)
-  _checks.check_bool('apply_decay', apply_decay)
+  _checks.check_bool('apply_decay', apply_decay, allow_array=True)
+  static_decay = (bool(apply_decay) if isinstance(apply_decay, (bool, np.bool_))
+                  else None)
   accumulator_dtype = _canonical_accumulator_dtype(accumulator_dtype)
   static_power = _static_power(power)
 
@@ -171,10 +176,12 @@ def scale_by_classp(
     )
     new_grad_sum = jnp.where(passes, grad_sum + increment,
                              grad_sum).astype(grad_sum.dtype)
-    if apply_decay:
-      step = g_wide * _inverse_root(eps + new_grad_sum, power, static_power)
-    else:
+    if static_decay is False:
       step = g_wide
+    else:
+      step = g_wide * _inverse_root(eps + new_grad_sum, power, static_power)
+      if static_decay is None:
+        step = jnp.where(apply_decay, step, g_wide)
     return jnp.where(passes, step, 0).astype(g.dtype), new_grad_sum
 
   def update_fn(updates, state, params=None):
@@ -237,7 +244,8 @@ def classp(
     threshold: squared-gradient threshold, ``>= 0``.
     power: ``p > 0``.
     eps: ``>= 0``, added inside the root.
-    apply_decay: whether steps are divided by ``(eps + grad_sum)**(1/p)``.
+    apply_decay: whether steps are divided by ``(eps + grad_sum)**(1/p)``: a
+      bool, or a boolean scalar array (see :func:`scale_by_classp`).
     accumulator_dtype: dtype of ``grad_sum``; see :func:`scale_by_classp`.
 
   Returns:

@@ -140,6 +140,9 @@ class ConstructionTest(parameterized.TestCase):
       ('eps', None, 'eps'),
       ('eps', True, 'eps'),
       ('apply_decay', 1, 'apply_decay must be True or False'),
+      ('eps', 1e-5 + 0j, 'eps must be a real number.*complex.*hyperparam_dtype'),
+      ('apply_decay', jnp.ones(2, bool), 'apply_decay must be True or False'),
+      ('apply_decay', jnp.asarray(1.0), 'apply_decay must be True or False'),
       ('accumulator_dtype', 'int32', 'accumulator_dtype'),
       ('accumulator_dtype', 'not-a-dtype', 'accumulator_dtype'),
   )
@@ -305,6 +308,29 @@ class InjectHyperparamsTest(chex.TestCase):
     np.testing.assert_allclose(
         state.inner_state[0].grad_sum, want_state[0].grad_sum, rtol=1e-6
     )
+
+
+def test_injected_apply_decay_switches_plain_to_decayed_without_a_retrace():
+  """The paper's schedule with one compiled step: plain steps on task 1,
+  decayed steps after, through a boolean array in state.hyperparams."""
+  injected = optax.inject_hyperparams(classp)(
+      learning_rate=0.5, power=1, eps=0.0, apply_decay=jnp.asarray(False))
+  traces = []
+
+  @jax.jit
+  def step(g, state):
+    traces.append(None)
+    return injected.update(g, state)
+
+  state = injected.init(jnp.zeros(2))
+  u1, state = step(jnp.array([2.0, 0.0]), state)
+  state = set_hyperparams(state, apply_decay=True)
+  u2, state = step(jnp.array([2.0, 1.0]), state)
+  assert len(traces) == 1
+  # As test_plain_steps_then_decay_with_carried_state, by hand.
+  np.testing.assert_array_equal(u1, [-1.0, 0.0])
+  np.testing.assert_allclose(u2, [-0.25, -0.5], rtol=1e-6)
+  np.testing.assert_array_equal(state.inner_state[0].grad_sum, [4.0, 1.0])
 
 
 def test_set_hyperparams_rejects_unknown_names_and_plain_states():

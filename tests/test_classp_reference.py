@@ -28,8 +28,13 @@ def _gradient_sequence(seed, steps, shape, dtype):
   return grads.astype(dtype)
 
 
-def _run_classp(grads, dtype, **kwargs):
-  tx = classp(**kwargs)
+def _run_classp(grads, dtype, injected_decay=False, **kwargs):
+  if injected_decay:  # a boolean array, traced, switchable without a retrace
+    tx = optax.inject_hyperparams(  # real hyperparameters for complex params
+        classp, static_args=('power',), hyperparam_dtype=np.finfo(dtype).dtype)(
+        **{**kwargs, 'apply_decay': jnp.asarray(kwargs['apply_decay'])})
+  else:
+    tx = classp(**kwargs)
   params = jnp.zeros(grads.shape[1:], dtype)
   state = tx.init(params)
   update = jax.jit(tx.update)
@@ -37,19 +42,23 @@ def _run_classp(grads, dtype, **kwargs):
   for g in grads:
     u, state = update(jnp.asarray(g), state)
     deltas.append(np.asarray(u))
-  return deltas, np.asarray(state[0].grad_sum)
+  inner = state.inner_state if injected_decay else state
+  return deltas, np.asarray(inner[0].grad_sum)
 
 
 @pytest.mark.parametrize('power,threshold,apply_decay', CASES)
 @pytest.mark.parametrize('dtype',
                          ['float32', 'float64', 'complex64', 'complex128'])
-def test_matches_numpy_reference(power, threshold, apply_decay, dtype):
+@pytest.mark.parametrize('injected_decay', [False, True],
+                         ids=['static', 'injected'])
+def test_matches_numpy_reference(power, threshold, apply_decay, dtype,
+                                 injected_decay):
   dtype = np.dtype(dtype)
   kwargs = dict(learning_rate=0.05, threshold=threshold, power=power,
                 eps=1e-5, apply_decay=apply_decay)
   grads = _gradient_sequence(int(power * 10 + threshold * 100), 6, (3, 7), dtype)
   with jax.enable_x64(np.finfo(dtype).bits == 64):
-    got, got_sum = _run_classp(grads, dtype, **kwargs)
+    got, got_sum = _run_classp(grads, dtype, injected_decay, **kwargs)
   want, want_sum = classp_numpy(list(grads), dtype=dtype.type, **kwargs)
   assert got_sum.dtype == np.finfo(dtype).dtype  # real, also for complex
   rtol = 1e-5 if np.finfo(dtype).bits == 32 else 1e-12
