@@ -6,6 +6,7 @@ networks, https://arxiv.org/abs/1612.00796; online mode as in Schwarz et al.,
 """
 
 from collections.abc import Callable
+import functools
 from typing import NamedTuple
 
 import jax
@@ -129,11 +130,25 @@ def consolidate_ewc(opt_state, params, fisher, mode='separate', decay=1.0):
   return _state_search.replace_node(opt_state, old, new)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def squared_gradient_sum(example_loss, params, inputs, labels, weight, args):
+  """``sum_n weight_n |d example_loss(params, x_n, y_n, *args) / d params|^2``;
+  compiled once per ``example_loss`` and shape."""
+  in_axes = (None, 0, 0) + (None,) * len(args)
+  grads = jax.vmap(jax.grad(example_loss), in_axes=in_axes)(
+      params, inputs, labels, *args)
+  return jax.tree.map(  # |g|**2, real also for complex parameters
+      lambda g: jnp.tensordot(weight, jnp.real(g * jnp.conj(g)), axes=1),
+      grads,
+  )
+
+
 def empirical_fisher(
     example_loss: Callable,
     params,
     inputs,
     labels,
+    *args,
     batch_size: int = 256,
 ):
   r"""The diagonal empirical Fisher: the mean of per-example squared gradients.
@@ -149,26 +164,23 @@ def empirical_fisher(
   the square of a batch-mean gradient would underestimate :math:`F` by about
   the batch size. Evaluate the model in evaluation mode (no dropout).
 
+  The work is compiled once per ``example_loss`` (and shapes): chunks of
+  ``batch_size`` examples, the last padded. Pass what changes from call to
+  call (a task's output mask, a model's non-trainable state) in ``args``
+  rather than in a new closure, and a loop over tasks compiles once.
+
   Args:
-    example_loss: ``example_loss(params, x, y) -> scalar`` for one example.
+    example_loss: ``example_loss(params, x, y, *args) -> scalar`` for one
+      example.
     params: the weights to differentiate.
     inputs: examples, stacked on the leading axis.
     labels: their labels.
+    *args: further arguments of ``example_loss``, the same for every example.
     batch_size: examples per vectorised chunk; bounds memory only.
 
   Returns:
     A pytree like ``params``.
   """
-  per_example_grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))
-
-  @jax.jit
-  def chunk_sum(params, x, y, weight):
-    grads = per_example_grads(params, x, y)
-    return jax.tree.map(  # |g|**2, real also for complex parameters
-        lambda g: jnp.tensordot(weight, jnp.real(g * jnp.conj(g)), axes=1),
-        grads,
-    )
-
   n = len(inputs)
   total = jax.tree.map(
       lambda p: jnp.zeros(p.shape, jnp.finfo(p.dtype).dtype), params)
@@ -180,5 +192,7 @@ def empirical_fisher(
       x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
       y = jnp.concatenate([y, jnp.zeros((pad, *y.shape[1:]), y.dtype)])
       weight = jnp.concatenate([weight, jnp.zeros(pad)])
-    total = jax.tree.map(jnp.add, total, chunk_sum(params, x, y, weight))
+    total = jax.tree.map(
+        jnp.add, total,
+        squared_gradient_sum(example_loss, params, x, y, weight, args))
   return jax.tree.map(lambda f: f / n, total)

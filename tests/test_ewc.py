@@ -105,6 +105,27 @@ def test_empirical_fisher_of_logistic_regression_by_hand():
   assert np.all(per_example.mean(0) ** 2 <= np.asarray(got) + 1e-7)
 
 
+def test_empirical_fisher_compiles_once_per_loss_and_takes_extra_arguments():
+  """A loop calls it at every task: one compile for all of them, with what
+  changes between tasks (here a scale) passed as an argument."""
+  from classp_optax import _ewc
+
+  def example_loss(w, x, y, scale):
+    return scale * jnp.sum((x @ w - y) ** 2)
+
+  rng = np.random.default_rng(1)
+  w = jnp.asarray(rng.normal(size=3), jnp.float32)
+  before = _ewc.squared_gradient_sum._cache_size()
+  for n, scale in [(5, 1.0), (9, 2.0), (4, 0.5)]:  # other sizes, one chunk
+    x = jnp.asarray(rng.normal(size=(n, 3)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=n), jnp.float32)
+    got = empirical_fisher(example_loss, w, x, y, jnp.float32(scale),
+                           batch_size=16)
+    per_example = 2 * scale * (x @ w - y)[:, None] * x
+    np.testing.assert_allclose(got, (per_example**2).mean(0), rtol=1e-5)
+  assert _ewc.squared_gradient_sum._cache_size() == before + 1
+
+
 def test_task_fisher_is_computed_with_dropout_off():
   """The Fisher of a model with dropout equals that of the same weights with
   dropout rate 0: the mask must not act, not merely stay fixed."""
