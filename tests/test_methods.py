@@ -119,7 +119,7 @@ def test_penalty_on_an_inner_optimizer_equals_the_hand_composed_chain(
   ours = methods.make_method(name, optimizer=optimizer, learning_rate=1e-3,
                              strength=5.0, **settings)
   by_hand = methods.Method(
-      name, {}, lambda task: optax.chain(penalty(5.0), inner),
+      name, {}, optax.chain(penalty(5.0), inner),
       consolidate=consolidate)
   make_model = lambda: models.make_model('mlp', (8, 8, 1), 10, 0, hidden=(32,))
   a = loop.train_continual(make_model, tasks, ours, config)

@@ -1,11 +1,17 @@
 """One generic continual-learning loop over a stream of tasks.
 
-For each task: train for the given epochs with a jitted step, consolidate
-(EWC, SI), evaluate on every task's test set to fill row ``i`` of the accuracy
-matrix ``R``, and checkpoint. Long tasks are also checkpointed every so many
-steps or seconds. The data order depends only on the seed, the task and the
-epoch, and the dropout RNG lives in the model's checkpointed state, so a
-resumed run repeats exactly what an uninterrupted run does.
+For each task: train for the given epochs, consolidate (EWC, SI), evaluate on
+every task's test set to fill row ``i`` of the accuracy matrix ``R``, and
+checkpoint. Long tasks are also checkpointed every so many steps or seconds.
+
+It runs at JAX's speed: each task's data goes to the device once, and each
+dispatch runs many steps (:func:`steps.train_steps`), each gathering its batch
+on the device by an index array; test sets are prepared once per run and
+each is scored in one compiled call. Every compiled function compiles once
+per run (the loop pads shapes that differ between tasks). The data order
+depends only on the seed, the task and the epoch, and the dropout RNG lives
+in the model's checkpointed state, so a resumed run repeats exactly what an
+uninterrupted run does.
 """
 
 from collections.abc import Callable
@@ -23,23 +29,24 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
 from classp_optax import empirical_fisher
+from classp_optax import set_hyperparams
 from classp_optax import tree_bytes
 from classp_optax.continual import metrics
+from classp_optax.continual import steps as compiled
 from classp_optax.continual.checkpoint import RunCheckpointer
 from classp_optax.continual.methods import Method
 from classp_optax.continual.methods import fresh_state
 from classp_optax.continual.streams import Task
 
-MASKED_LOGIT = -1e9
 # A task learnt to less than this above its majority-class accuracy is marked
 # as not learnt.
 CHANCE_MARGIN = 0.05
-# Steps between checks that the loss is finite (one device-to-host copy).
-FINITE_CHECK_EVERY = 50
+# Train steps per dispatch, at most. The loss is checked for finiteness, the
+# progress reported and a due checkpoint written between dispatches.
+STEPS_PER_CALL = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,40 +135,30 @@ def _all_finite(tree) -> bool:
   return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
 
 
-def masked_cross_entropy(logits, labels, logit_mask):
-  logits = jnp.where(logit_mask, logits, MASKED_LOGIT)
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
-@nnx.jit
-def train_step(model, optimizer, x, y, logit_mask):
-  def loss_fn(model):
-    return masked_cross_entropy(model(x), y, logit_mask).mean()
-
-  loss, grads = nnx.value_and_grad(loss_fn)(model)
-  optimizer.update(model, grads)
-  return loss
-
-
-@nnx.jit
-def correct_count(model, x, y, logit_mask, weight):
-  logits = jnp.where(logit_mask, model(x), MASKED_LOGIT)
-  return jnp.sum(weight * (jnp.argmax(logits, axis=-1) == y))
-
-
 class _Placement:
   """Where arrays go: one device, or batches split over a mesh's 'data' axis
-  with the model and optimizer replicated."""
+  with the model, the optimizer and each task's data replicated."""
 
   def __init__(self, mesh: Mesh | None):
     self.mesh = mesh
     self.num_devices = 1 if mesh is None else mesh.devices.size
 
-  def batch(self, *arrays):
+  def _put(self, spec, *arrays):
     if self.mesh is None:
       return tuple(jnp.asarray(a) for a in arrays)
-    sharding = NamedSharding(self.mesh, P('data'))
+    sharding = NamedSharding(self.mesh, spec)
     return tuple(jax.device_put(a, sharding) for a in arrays)
+
+  def replicated(self, *arrays):
+    return self._put(P(), *arrays)
+
+  def batch_rows(self, *arrays):
+    """Arrays of shape ``(rows, batch, ...)``, each batch split."""
+    return self._put(P(None, 'data'), *arrays)
+
+  @property
+  def batch_sharding(self):
+    return None if self.mesh is None else NamedSharding(self.mesh, P('data'))
 
   def replicate(self, *nodes):
     if self.mesh is not None:
@@ -169,40 +166,44 @@ class _Placement:
       nnx.update(nodes, jax.device_put(state, NamedSharding(self.mesh, P())))
 
 
-def test_batches(task: Task, batch_size: int, placement=None) -> list[tuple]:
-  """``task``'s test set as device batches ``(x, y, weight)``, the last padded
-  (weight 0) so that one compiled shape serves every batch. Made once per run:
-  a permuted task's inputs are permuted and copied once, not at every
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+  return np.concatenate(
+      [array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
+
+
+def test_batches(task: Task, batch_size: int, placement=None,
+                 num_batches: int | None = None) -> tuple:
+  """``task``'s test set on the device as ``(inputs, labels, valid)`` stacks of
+  shape ``(num_batches, batch_size, ...)``, padded with invalid examples, so
+  that one compiled evaluation serves every task. Made once per run: a
+  permuted task's inputs are permuted and copied once, not at every
   evaluation."""
   placement = placement or _Placement(None)
   x, y = task.test_set()
-  batches = []
-  for start in range(0, len(y), batch_size):
-    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-    weight = np.ones(batch_size, np.float32)
-    pad = batch_size - len(yb)
-    if pad:
-      weight[len(yb):] = 0
-      xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
-      yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
-    batches.append(placement.batch(xb, yb, weight))
-  return batches
+  num_batches = num_batches or -(-len(y) // batch_size)
+  rows = num_batches * batch_size
+  valid = np.arange(rows) < len(y)
+  return placement.batch_rows(
+      *(a.reshape(num_batches, batch_size, *a.shape[1:])
+        for a in (_pad_rows(x, rows), _pad_rows(y, rows), valid)))
 
 
 def evaluate(model, task: Task, batch_size: int, placement=None,
-             batches: list | None = None) -> float:
-  """Accuracy of ``model`` (in evaluation mode) on ``task``'s test set, from
-  ``batches`` (see :func:`test_batches`) when given."""
+             batches: tuple | None = None) -> float:
+  """Accuracy of ``model`` (in evaluation mode) on ``task``'s test set, in
+  one compiled call, from ``batches`` (see :func:`test_batches`) when
+  given."""
   if batches is None:
     batches = test_batches(task, batch_size, placement)
+  graphdef, state = nnx.split(model)
   mask = jnp.asarray(task.logit_mask())
-  total = sum(correct_count(model, x, y, mask, weight)
-              for x, y, weight in batches)  # on the device: one copy back
-  return int(total) / len(task.test_index)
+  return int(compiled.correct_count(graphdef, state, *batches, mask)) / len(
+      task.test_index)
 
 
 def task_fisher(model, task: Task, num_samples: int, seed: int):
-  """The empirical Fisher of ``task``'s loss, the model in evaluation mode."""
+  """The empirical Fisher of ``task``'s loss, the model in evaluation mode;
+  compiled once for all the tasks of a run."""
   rng = np.random.default_rng([seed, 7919])
   positions = rng.permutation(task.num_train)[:num_samples]
   x, y = task.train_batch(np.sort(positions))
@@ -212,12 +213,21 @@ def task_fisher(model, task: Task, num_samples: int, seed: int):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   finally:
     model.train()
+  return empirical_fisher(compiled.fisher_example_loss(graphdef), params,
+                          jnp.asarray(x), jnp.asarray(y), rest, mask)
 
-  def example_loss(params, x, y):
-    one = nnx.merge(graphdef, params, rest, copy=True)
-    return masked_cross_entropy(one(x[None]), y[None], mask)[0]
 
-  return empirical_fisher(example_loss, params, jnp.asarray(x), jnp.asarray(y))
+def task_order(config: 'TrainConfig', t: int, num_train: int) -> np.ndarray:
+  """``(steps, batch_size)`` positions in task ``t``'s training set: row ``s``
+  is step ``s``'s batch. Each epoch is a permutation seeded by the seed, the
+  task and the epoch; its last incomplete batch is dropped."""
+  steps_per_epoch = num_train // config.batch_size
+  used = steps_per_epoch * config.batch_size
+  return np.concatenate([
+      np.random.default_rng([config.seed, t, epoch]).permutation(num_train)[
+          :used].reshape(steps_per_epoch, config.batch_size)
+      for epoch in range(config.epochs_for(t))
+  ]).astype(np.int32)
 
 
 class StiffnessWarning(UserWarning):
@@ -235,6 +245,13 @@ def _consolidate(model, optimizer, method: Method, fisher):
   return method.stiffness(new_state)
 
 
+def _set_task_hyperparams(optimizer, method: Method, t: int) -> None:
+  if method.hyperparams_for_task is not None:
+    new_state = set_hyperparams(nnx.as_pure(optimizer.opt_state),
+                                **method.hyperparams_for_task(t))
+    nnx.update(optimizer.opt_state, nnx.state(new_state))
+
+
 def _warn_if_stiff(method: Method, task: int, value: float) -> None:
   if value >= method.stiffness_bound:
     warnings.warn(
@@ -245,21 +262,28 @@ def _warn_if_stiff(method: Method, task: int, value: float) -> None:
         StiffnessWarning, stacklevel=3)
 
 
-def _train_task(model, optimizer, t: int, task: Task, config: TrainConfig,
-                placement: _Placement, first_step: int, after_step) -> None:
-  """Steps ``first_step`` onwards of task ``t``, in an order that depends only
-  on the seed, the task and the epoch."""
-  mask = jnp.asarray(task.logit_mask())
-  steps_per_epoch = task.num_train // config.batch_size
-  for epoch in range(first_step // steps_per_epoch, config.epochs_for(t)):
-    order = np.random.default_rng([config.seed, t, epoch]).permutation(
-        task.num_train)
-    for b in range(max(first_step - epoch * steps_per_epoch, 0),
-                   steps_per_epoch):
-      x, y = task.train_batch(
-          order[b * config.batch_size:(b + 1) * config.batch_size])
-      loss = train_step(model, optimizer, *placement.batch(x, y), mask)
-      after_step(epoch * steps_per_epoch + b + 1, loss)
+def _train_task(model, optimizer, order: np.ndarray, data: tuple,
+                logit_mask, placement: _Placement, first_step: int,
+                steps_per_call: int, chunk_end, after_chunk) -> None:
+  """Steps ``first_step`` onwards of a task whose batches are the rows of
+  ``order`` (positions in ``data``, the task's training set on the device).
+
+  Each dispatch runs up to ``steps_per_call`` steps, ending early where
+  ``chunk_end(step)`` says (a checkpoint is due); ``after_chunk(first, losses)``
+  follows each, with the losses of steps ``first + 1`` onwards.
+  """
+  step = first_step
+  while step < len(order):
+    count = min(steps_per_call, chunk_end(step) - step)
+    index = np.zeros((steps_per_call, order.shape[1]), np.int32)
+    index[:count] = order[step:step + count]
+    graphdef, state = nnx.split((model, optimizer))
+    state, losses = compiled.train_steps(
+        graphdef, state, *data, *placement.batch_rows(index), count,
+        logit_mask, batch_sharding=placement.batch_sharding)
+    nnx.update((model, optimizer), state)
+    after_chunk(step, np.asarray(losses)[:count])
+    step += count
 
 
 def fingerprint(method: Method, stream_name: str, config: TrainConfig,
@@ -282,6 +306,7 @@ def train_continual(
     mesh: Mesh | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     progress: bool = False,
+    steps_per_call: int = STEPS_PER_CALL,
 ) -> RunResult:
   """Trains ``method`` on ``tasks`` in order and fills the accuracy matrix.
 
@@ -299,9 +324,12 @@ def train_continual(
       time has passed since the last checkpoint (None: never). A killed run
       loses at most this much work.
     mesh: a mesh with a ``'data'`` axis for data parallelism, or None.
-    on_step: called as ``on_step(task, step, loss)`` after every step, with
-      ``step`` counted from 1 within the task.
+    on_step: called as ``on_step(task, step, loss)`` for every step, with
+      ``step`` counted from 1 within the task, after the dispatch that ran it
+      and before any checkpoint that follows.
     progress: show progress bars.
+    steps_per_call: train steps per dispatch, at most; the results do not
+      depend on it.
 
   Returns:
     A :class:`RunResult`.
@@ -329,8 +357,12 @@ def train_continual(
   if checkpoint_every_seconds is not None and not checkpoint_every_seconds > 0:
     raise ValueError('checkpoint_every_seconds must be None or > 0, got '
                      f'{checkpoint_every_seconds}.')
+  if isinstance(steps_per_call, bool) or not isinstance(
+      steps_per_call, int) or steps_per_call < 1:
+    raise ValueError(f'steps_per_call must be an integer >= 1, got '
+                     f'{steps_per_call!r}.')
   model = make_model()
-  optimizer = nnx.Optimizer(model, method.optimizer_for_task(0), wrt=nnx.Param)
+  optimizer = nnx.Optimizer(model, method.optimizer, wrt=nnx.Param)
   num_tasks = len(tasks)
   accuracy = np.zeros((num_tasks, num_tasks))
   stiffness: list = []
@@ -366,48 +398,59 @@ def train_continual(
              stiffness=stiffness, wall_time=elapsed))
 
   class Progress:
-    """After each step: the progress bar, ``on_step``, and the checkpoints
-    due within the task."""
+    """After each dispatch: the progress bar, ``on_step``, the check that the
+    losses are finite, and the checkpoints due within the task."""
 
     def __init__(self, t: int, elapsed_before: float):
       self.t, self.elapsed_before = t, elapsed_before
       self.start = self.last_save = time.perf_counter()
-      self.losses = []  # (step, loss on the device) since the last check
 
-    def check_finite(self) -> None:
-      """Raises _Diverged at the first step whose loss is not finite."""
-      if not self.losses:
-        return
-      steps, losses = zip(*self.losses, strict=True)
-      finite = np.isfinite(np.asarray(jnp.stack(losses)))
-      self.losses = []
-      if not finite.all():
-        raise _Diverged(self.t, steps[int(np.argmin(finite))], 'the loss')
+    def chunk_end(self, step: int) -> int:
+      """Where the dispatch from ``step`` must stop: the task's end, or the
+      next multiple of ``checkpoint_every_steps``."""
+      end = steps_for(self.t)
+      if checkpointer is not None and checkpoint_every_steps:
+        end = min(end, (step // checkpoint_every_steps + 1)
+                  * checkpoint_every_steps)
+      return end
 
-    def __call__(self, step: int, loss) -> None:
-      bar.update()
-      self.losses.append((step, loss))
+    def __call__(self, first: int, losses: np.ndarray) -> None:
+      bar.update(len(losses))
       if on_step is not None:
-        on_step(self.t, step, float(loss))
-      if step % FINITE_CHECK_EVERY == 0:
-        self.check_finite()
+        for step, loss in enumerate(losses, first + 1):
+          on_step(self.t, step, float(loss))
+      finite = np.isfinite(losses)
+      if not finite.all():
+        raise _Diverged(self.t, first + 1 + int(np.argmin(finite)), 'the loss')
+      step = first + len(losses)
       if checkpointer is None or step == steps_for(self.t):
         return
       now = time.perf_counter()
       if ((checkpoint_every_steps and step % checkpoint_every_steps == 0)
           or (checkpoint_every_seconds is not None
               and now - self.last_save >= checkpoint_every_seconds)):
-        self.check_finite()  # never checkpoint a diverged state
         save(self.t, step, self.elapsed_before + now - self.start)
         self.last_save = time.perf_counter()
 
+  # Each test set on the device once, in as many batches as the largest.
+  num_eval_batches = max(-(-len(task.test_index) // config.eval_batch_size)
+                         for task in tasks)
   eval_batches = {}
 
   def batches_of(j):
     if j not in eval_batches:
       eval_batches[j] = test_batches(tasks[j], config.eval_batch_size,
-                                     placement)
+                                     placement, num_eval_batches)
     return eval_batches[j]
+
+  # Each task's training data is padded to the largest task's size, so that
+  # one compiled train step serves them all.
+  max_train = max(task.num_train for task in tasks)
+
+  def train_data(task):
+    x, y = task.train_batch(np.arange(task.num_train))
+    return placement.replicated(_pad_rows(x, max_train),
+                                _pad_rows(y, max_train))
 
   diverged = None
   bar = tqdm(total=sum(steps_for(t) for t in range(first_task, num_tasks))
@@ -417,18 +460,18 @@ def train_continual(
       after_step = Progress(t, wall_time)
       task = tasks[t]
       resuming_mid_task = t == first_task and first_step > 0
-      if t > 0:
-        optimizer.tx = method.optimizer_for_task(t)
-        if method.reset_state and not resuming_mid_task:
-          params = nnx.as_pure(nnx.state(model, nnx.Param))
-          new_state = fresh_state(optimizer.tx, params,
-                                  nnx.as_pure(optimizer.opt_state))
-          nnx.update(optimizer.opt_state, nnx.state(new_state))
-          placement.replicate(optimizer)
+      if t > 0 and method.reset_state and not resuming_mid_task:
+        params = nnx.as_pure(nnx.state(model, nnx.Param))
+        new_state = fresh_state(optimizer.tx, params,
+                                nnx.as_pure(optimizer.opt_state))
+        nnx.update(optimizer.opt_state, nnx.state(new_state))
+      _set_task_hyperparams(optimizer, method, t)
+      placement.replicate(optimizer)
       bar.set_postfix_str(task.name)
-      _train_task(model, optimizer, t, task, config, placement,
-                  first_step if resuming_mid_task else 0, after_step)
-      after_step.check_finite()
+      _train_task(model, optimizer, task_order(config, t, task.num_train),
+                  train_data(task), placement.replicated(task.logit_mask())[0],
+                  placement, first_step if resuming_mid_task else 0,
+                  steps_per_call, after_step.chunk_end, after_step)
       if not _all_finite(nnx.state((model, optimizer))):
         raise _Diverged(t, steps_for(t), 'the weights or optimizer state')
       if method.consolidate is not None:

@@ -1,9 +1,12 @@
 """The methods compared: CLASSP, EWC, SI, and Optax's SGD, Adam and AdaGrad.
 
-A :class:`Method` gives the optimizer for each task. The loop keeps one
-optimizer state across tasks (unless ``reset_state`` is set), so a method may
-change hyperparameters between tasks as long as its state's structure stays
-the same, as CLASSP's does.
+A :class:`Method` gives one Optax transform for the whole run, and the
+loop keeps one optimizer state across tasks (unless ``reset_state`` is set).
+A method that changes hyperparameters between tasks, as CLASSP's paper
+schedule does, injects them (``optax.inject_hyperparams``) and names their
+values for each task; the loop sets them in the state at each task's start
+(:func:`classp_optax.set_hyperparams`), so the train step compiles once per
+run.
 
 Every factory checks every hyperparameter when it is called, naming it as
 ``method.name`` with its accepted range, so that a bad ``--set`` stops a run
@@ -41,7 +44,9 @@ class Method:
     name: the label in tables, plots and checkpoint folders: the method's
       name, or ``name:variant`` for a labelled variant.
     hyperparams: everything that defines it, for records and checkpoints.
-    optimizer_for_task: task index -> the Optax transform for that task.
+    optimizer: the Optax transform, the same for every task.
+    hyperparams_for_task: if set, task index -> values of ``optimizer``'s
+      injected hyperparameters for that task.
     consolidate: if set, called at the end of every task as
       ``consolidate(opt_state, params, fisher)`` and returning the new optimizer
       state; ``fisher()`` computes the task's empirical Fisher (in evaluation
@@ -57,7 +62,8 @@ class Method:
 
   name: str
   hyperparams: dict
-  optimizer_for_task: Callable[[int], optax.GradientTransformation]
+  optimizer: optax.GradientTransformation
+  hyperparams_for_task: Callable[[int], dict] | None = None
   consolidate: Callable | None = None
   reset_state: bool = False
   stiffness: Callable | None = None
@@ -150,17 +156,23 @@ def classp_method(
       later_learning_rate=later_learning_rate,
   )
 
-  def optimizer_for_task(task: int) -> optax.GradientTransformation:
+  def hyperparams_for_task(task: int) -> dict:
     if task < decay_from_task:
-      return classp(learning_rate, threshold=threshold, power=power, eps=eps,
-                    apply_decay=False)
-    return classp(
-        learning_rate if later_learning_rate is None else later_learning_rate,
+      return dict(learning_rate=learning_rate, threshold=threshold,
+                  apply_decay=False)
+    return dict(
+        learning_rate=(learning_rate if later_learning_rate is None
+                       else later_learning_rate),
         threshold=threshold if later_threshold is None else later_threshold,
-        power=power, eps=eps, apply_decay=True,
+        apply_decay=True,
     )
 
-  return Method('classp', hyperparams, optimizer_for_task)
+  # One transform for every task; the schedule lives in its state.
+  tx = optax.inject_hyperparams(classp, static_args='power')(
+      power=power, eps=eps, **{
+          name: jnp.asarray(value) if name == 'apply_decay' else value
+          for name, value in hyperparams_for_task(0).items()})
+  return Method('classp', hyperparams, tx, hyperparams_for_task)
 
 
 # The optimizers a penalty (EWC, SI) can run on, by name.
@@ -233,8 +245,7 @@ def ewc_method(
       'ewc',
       dict(learning_rate=learning_rate, strength=strength, mode=mode,
            decay=decay, optimizer=optimizer, **inner_settings),
-      lambda task: tx, consolidate=consolidate, stiffness=stiffness,
-      stiffness_bound=bound,
+      tx, consolidate=consolidate, stiffness=stiffness, stiffness_bound=bound,
   )
 
 
@@ -269,8 +280,7 @@ def si_method(
       'si',
       dict(learning_rate=learning_rate, strength=strength, damping=damping,
            optimizer=optimizer, **inner_settings),
-      lambda task: tx, consolidate=consolidate, stiffness=stiffness,
-      stiffness_bound=bound,
+      tx, consolidate=consolidate, stiffness=stiffness, stiffness_bound=bound,
   )
 
 
@@ -279,19 +289,19 @@ def sgd_method(learning_rate: float = 0.03, momentum: float = 0.0) -> Method:
   _momentum('sgd', momentum)
   tx = _sgd(learning_rate, momentum)
   return Method('sgd', dict(learning_rate=learning_rate, momentum=momentum),
-                lambda task: tx)
+                tx)
 
 
 def adam_method(learning_rate: float = 1e-3) -> Method:
   _positive('adam', 'learning_rate', learning_rate)
   tx = optax.adam(learning_rate)
-  return Method('adam', dict(learning_rate=learning_rate), lambda task: tx)
+  return Method('adam', dict(learning_rate=learning_rate), tx)
 
 
 def adagrad_method(learning_rate: float = 0.03) -> Method:
   _positive('adagrad', 'learning_rate', learning_rate)
   tx = optax.adagrad(learning_rate)
-  return Method('adagrad', dict(learning_rate=learning_rate), lambda task: tx)
+  return Method('adagrad', dict(learning_rate=learning_rate), tx)
 
 
 METHODS = {

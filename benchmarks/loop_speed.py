@@ -1,0 +1,214 @@
+"""How fast the continual loop runs, against a minimal hand-written JAX loop.
+
+(a) ms per train step of the toolkit's loop (``train_continual`` on one task
+    of MNIST, everything included: the data's upload, the dispatches, the
+    progress checks, one evaluation) against a minimal ``lax.scan`` loop over
+    device-resident data with the same model, optimizer and batches, at
+    several batch sizes, for the MLP 784-256-256-10 and the paper's CNN.
+    The two are timed in turn, after a warm-up run, and the ratio's median
+    over the repeats is printed.
+(b) compiles per 5-task run for each method (split digits): the train step,
+    the evaluation and EWC's Fisher.
+(c) the share of wall time spent in evaluation on permuted MNIST with 20
+    tasks (the ``permuted-mnist`` benchmark's protocol), beside the share of
+    the floating-point work that evaluation is: no loop can go below that.
+
+    python benchmarks/loop_speed.py --data-dir ../shared/data
+    python benchmarks/loop_speed.py --part a --batch-sizes 32 128 --repeats 5
+
+The data directory defaults to ``$CLASSP_DATA_DIR``.
+"""
+
+import argparse
+import dataclasses
+import math
+import platform
+import statistics
+import time
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from classp_optax import _ewc
+from classp_optax.continual import datasets
+from classp_optax.continual import loop
+from classp_optax.continual import methods
+from classp_optax.continual import models
+from classp_optax.continual import streams
+from classp_optax.continual import suites
+from classp_optax.continual.steps import masked_cross_entropy
+
+LEARNING_RATE = 0.05
+
+
+def one_task(dataset, batch_size: int, steps: int):
+  """A task of about ``steps`` steps over ``dataset``'s training set (several
+  epochs of a prefix when one epoch is too short), with 1000 test examples."""
+  per_epoch = min(steps, len(dataset.y_train) // batch_size)
+  epochs = math.ceil(steps / per_epoch)
+  task = dataclasses.replace(
+      streams.sequence(dataset)[0],
+      train_index=np.arange(per_epoch * batch_size),
+      test_index=np.arange(1000))
+  return task, epochs, per_epoch * epochs
+
+
+def toolkit_runner(make_model, task, config):
+  method = methods.classp_method(LEARNING_RATE, decay_from_task=0)
+
+  def run():
+    loop.train_continual(make_model, [task], method, config)
+
+  return run
+
+
+def minimal_runner(make_model, task, config):
+  """The same steps written as short as JAX allows: the data and the batch
+  order on the device, one ``lax.scan`` over every step."""
+  method = methods.classp_method(LEARNING_RATE, decay_from_task=0)
+  tx = method.optimizer
+  model = make_model()
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  x, y = (jnp.asarray(a) for a in task.train_batch(np.arange(task.num_train)))
+  order = jnp.asarray(loop.task_order(config, 0, task.num_train))
+  mask = jnp.asarray(task.logit_mask())
+
+  @jax.jit
+  def train(params, rest, opt_state):
+    def step(carry, rows):
+      params, rest, opt_state = carry
+
+      def loss_fn(params):
+        model = nnx.merge(graphdef, params, rest)
+        loss = masked_cross_entropy(model(x[rows]), y[rows], mask).mean()
+        return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+      (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      params = jax.tree.map(jnp.add, params, updates)
+      return (params, rest, opt_state), loss
+
+    return jax.lax.scan(step, (params, rest, opt_state), order)
+
+  def run():
+    jax.block_until_ready(train(params, rest, tx.init(params)))
+
+  return run
+
+
+def part_a(dataset, batch_sizes, repeats, steps):
+  print('(a) ms per train step: the toolkit loop vs a minimal lax.scan loop '
+        f'(median of {repeats}, interleaved; CLASSP, MNIST)')
+  print(f'{"model":5} {"batch":>5} {"steps":>5} {"toolkit ms":>10} '
+        f'{"minimal ms":>10} {"ratio":>6}')
+  for name, hidden in (('mlp', (256, 256)), ('cnn', None)):
+    for batch_size in batch_sizes:
+      task, epochs, n = one_task(dataset, batch_size, steps[name])
+      config = loop.TrainConfig(epochs=epochs, batch_size=batch_size)
+      extra = dict(hidden=hidden) if hidden else {}
+      make_model = lambda name=name, extra=extra: models.make_model(
+          name, (28, 28, 1), 10, seed=0, **extra)
+      runners = dict(toolkit=toolkit_runner(make_model, task, config),
+                     minimal=minimal_runner(make_model, task, config))
+      for run in runners.values():
+        run()  # compile
+      times = {key: [] for key in runners}
+      for _ in range(repeats):
+        for key, run in runners.items():
+          start = time.perf_counter()
+          run()
+          times[key].append((time.perf_counter() - start) / n * 1e3)
+      ratios = [a / b for a, b in zip(times['toolkit'], times['minimal'],
+                                      strict=True)]
+      print(f'{name:5} {batch_size:5d} {n:5d} '
+            f'{statistics.median(times["toolkit"]):10.3f} '
+            f'{statistics.median(times["minimal"]):10.3f} '
+            f'{statistics.median(ratios):6.2f}', flush=True)
+
+
+def part_b():
+  print('\n(b) compiles per 5-task run (split digits, default settings)')
+  tasks = streams.split(datasets.load_digits(), scenario='task')
+  config = loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128,
+                            fisher_samples=64)
+  compiled = dict(train=loop.compiled.train_steps,
+                  evaluation=loop.compiled.correct_count,
+                  fisher=_ewc.squared_gradient_sum)
+  print(f'{"method":8} {"train":>5} {"evaluation":>10} {"fisher":>6}')
+  for i, name in enumerate(sorted(methods.METHODS)):
+    before = {key: f._cache_size() for key, f in compiled.items()}
+    make_model = lambda i=i: models.make_model('mlp', (8, 8, 1), 10, seed=0,
+                                               hidden=(50 + i,))  # uncached
+    loop.train_continual(make_model, tasks, methods.make_method(name), config)
+    grown = {key: f._cache_size() - before[key] for key, f in compiled.items()}
+    print(f'{name:8} {grown["train"]:5d} {grown["evaluation"]:10d} '
+          f'{grown["fisher"]:6d}', flush=True)
+
+
+def part_c(data_dir, num_tasks):
+  suite = suites.SUITES['permuted-mnist']
+  print(f'\n(c) evaluation\'s share of wall time: permuted MNIST, {num_tasks} '
+        f'tasks, batch {suite.batch_size}, {suite.epochs} epoch per task, MLP '
+        f'{suite.hidden}, CLASSP')
+  tasks = suite.make_tasks(data_dir, 0, num_tasks, 'task')
+  config = loop.TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size)
+  evaluation = []
+  original = loop.evaluate
+
+  def timed_evaluate(*args, **kwargs):
+    start = time.perf_counter()
+    accuracy = original(*args, **kwargs)  # returns a Python float: synced
+    evaluation.append(time.perf_counter() - start)
+    return accuracy
+
+  loop.evaluate = timed_evaluate
+  try:
+    start = time.perf_counter()
+    loop.train_continual(
+        lambda: models.make_model('mlp', (28, 28, 1), 10, seed=0,
+                                  hidden=suite.hidden),
+        tasks, methods.make_method('classp', **suite.method_defaults['classp']),
+        config)
+    wall = time.perf_counter() - start
+  finally:
+    loop.evaluate = original
+  # Multiply-adds: a training example costs a forward and a backward pass
+  # (about 3 forwards), a test example one forward.
+  train_examples = sum(t.num_train // config.batch_size * config.batch_size
+                       * config.epochs_for(i) for i, t in enumerate(tasks))
+  test_examples = sum(len(t.test_index) for t in tasks) * (num_tasks + 1) / 2
+  floor = test_examples / (test_examples + 3 * train_examples)
+  print(f'wall {wall:.1f} s, evaluation {sum(evaluation):.1f} s: '
+        f'{sum(evaluation) / wall:.1%} of the wall time; evaluation is '
+        f'{floor:.1%} of the arithmetic')
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--data-dir', default=None,
+                      help=f'default: ${datasets.DATA_DIR_ENV}')
+  parser.add_argument('--part', choices=['a', 'b', 'c'], nargs='+',
+                      default=['a', 'b', 'c'])
+  parser.add_argument('--batch-sizes', type=int, nargs='+',
+                      default=[32, 128, 500])
+  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--mlp-steps', type=int, default=1000)
+  parser.add_argument('--cnn-steps', type=int, default=100)
+  parser.add_argument('--tasks', type=int, default=20)
+  args = parser.parse_args()
+  print(f'{platform.node()}: {jax.devices()[0].device_kind}, '
+        f'{len(jax.devices())} device(s), jax {jax.__version__}')
+  if 'a' in args.part:
+    dataset = datasets.load_idx_dataset('mnist', args.data_dir)
+    part_a(dataset, args.batch_sizes, args.repeats,
+           dict(mlp=args.mlp_steps, cnn=args.cnn_steps))
+  if 'b' in args.part:
+    part_b()
+  if 'c' in args.part:
+    part_c(args.data_dir, args.tasks)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,102 @@
+"""The compiled functions of the continual loop, pure functions of split
+model state.
+
+The loop splits its model and optimizer once per dispatch into a graph
+definition (static: the architecture, the train/eval mode, the Optax
+transform) and a state pytree (weights, dropout RNG, optimizer state), and
+calls these. Each compiles once per run: its shapes are the same for every
+task (the loop pads), and what changes between tasks (the data, the output
+mask, injected hyperparameters) is an argument or part of the state.
+
+* :func:`train_steps`: many steps per dispatch, each gathering its batch
+  from the task's data on the device by an index array.
+* :func:`correct_count`: a whole test set, stacked into batches.
+* :func:`fisher_example_loss`: one example's loss, for
+  :func:`classp_optax.empirical_fisher`.
+"""
+
+import functools
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import optax
+
+MASKED_LOGIT = -1e9
+
+
+def masked_cross_entropy(logits, labels, logit_mask):
+  logits = jnp.where(logit_mask, logits, MASKED_LOGIT)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+@functools.partial(jax.jit, static_argnames=('graphdef', 'batch_sharding'),
+                   donate_argnames=('state',))
+def train_steps(graphdef, state, inputs, labels, index, count, logit_mask,
+                batch_sharding=None):
+  """Steps ``0 .. count - 1`` of one dispatch.
+
+  Args:
+    graphdef: of ``nnx.split((model, optimizer))``, the model in train mode.
+    state: the matching state; donated.
+    inputs, labels: the task's training data on the device.
+    index: ``(max_steps, batch)`` positions in ``inputs``; row ``i`` is step
+      ``i``'s batch. Rows from ``count`` on are not used.
+    count: how many steps to take (traced: any count up to ``max_steps``
+      runs the same compiled loop).
+    logit_mask: the outputs the loss is taken over.
+    batch_sharding: where a batch lives (data parallelism), or None.
+
+  Returns:
+    The new state and the ``(max_steps,)`` losses, NaN from ``count`` on.
+  """
+
+  def step(i, carry):
+    state, losses = carry
+    model, optimizer = nnx.merge(graphdef, state)
+    x, y = inputs[index[i]], labels[index[i]]
+    if batch_sharding is not None:
+      x = jax.lax.with_sharding_constraint(x, batch_sharding)
+
+    def loss_fn(model):
+      return masked_cross_entropy(model(x), y, logit_mask).mean()
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return nnx.state((model, optimizer)), losses.at[i].set(loss)
+
+  losses = jnp.full(index.shape[:1], jnp.nan, jnp.float32)
+  return jax.lax.fori_loop(0, count, step, (state, losses))
+
+
+@functools.partial(jax.jit, static_argnames='graphdef')
+def correct_count(graphdef, state, inputs, labels, valid, logit_mask):
+  """How many of a test set's examples the model labels right.
+
+  Args:
+    graphdef, state: of ``nnx.split(model)``, the model in eval mode.
+    inputs, labels, valid: the test set in ``(batches, batch_size, ...)``
+      stacks; ``valid`` is False on padding.
+    logit_mask: the outputs scored.
+  """
+  model = nnx.merge(graphdef, state)
+
+  def batch(total, data):
+    x, y, ok = data
+    logits = jnp.where(logit_mask, model(x), MASKED_LOGIT)
+    return total + jnp.sum(ok & (jnp.argmax(logits, axis=-1) == y)), None
+
+  return jax.lax.scan(batch, jnp.int32(0), (inputs, labels, valid))[0]
+
+
+@functools.lru_cache(maxsize=16)
+def fisher_example_loss(graphdef):
+  """``loss(params, x, y, rest, logit_mask)`` of one example, for
+  :func:`classp_optax.empirical_fisher`, with ``graphdef`` from
+  ``nnx.split(model, nnx.Param, ...)`` in eval mode. Cached, so that every
+  task of a run (the same ``graphdef``) shares one compiled Fisher."""
+
+  def loss(params, x, y, rest, logit_mask):
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    return masked_cross_entropy(model(x[None]), y[None], logit_mask)[0]
+  return loss
