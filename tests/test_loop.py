@@ -377,19 +377,32 @@ def _per_step_reference(make_model, tasks, method, config):
 
 def test_device_loop_takes_the_steps_of_a_plain_per_step_loop(tasks):
   """Batches gathered on the device, many steps per dispatch, padded task
-  data: the same weights as a plain loop, and the dispatch size changes
-  nothing at all."""
+  data: the same weights as a plain loop; and among looped dispatches
+  (more than one step), the dispatch size changes nothing at all."""
   method = methods.classp_method(0.05, threshold=1e-4, decay_from_task=1)
   config = dataclasses.replace(CONFIG, epochs=2)
-  ours = loop.train_continual(cnn, tasks, method, config)
-  small_calls = loop.train_continual(cnn, tasks, method, config,
-                                     steps_per_call=3)
+  runs = {n: loop.train_continual(cnn, tasks, method, config, steps_per_call=n)
+          for n in (100, 3, 1)}
   plain = _per_step_reference(cnn, tasks, method, config)
   jax.tree.map(np.testing.assert_array_equal,
-               nnx.state(ours.model, nnx.Param),
-               nnx.state(small_calls.model, nnx.Param))
-  np.testing.assert_array_equal(ours.accuracy, small_calls.accuracy)
+               nnx.state(runs[100].model, nnx.Param),
+               nnx.state(runs[3].model, nnx.Param))
+  np.testing.assert_array_equal(runs[100].accuracy, runs[3].accuracy)
   # Float rounding only: XLA fuses a loop's body differently from one step.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
-                                                       atol=2e-5),
-               nnx.state(ours.model, nnx.Param), nnx.state(plain, nnx.Param))
+  for n in (100, 1):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                         atol=2e-5),
+                 nnx.state(runs[n].model, nnx.Param),
+                 nnx.state(plain, nnx.Param))
+
+
+def test_convolutional_models_take_one_step_per_dispatch_on_the_cpu():
+  """XLA:CPU is an order of magnitude slower on a convolution's gradient
+  inside a loop; everything else runs many steps per dispatch."""
+  on_cpu = jax.default_backend() == 'cpu'
+  assert loop.default_steps_per_call(cnn()) == (1 if on_cpu else
+                                                loop.STEPS_PER_CALL)
+  assert loop.default_steps_per_call(mlp()()) == loop.STEPS_PER_CALL
+  with pytest.raises(ValueError, match='steps_per_call must be None or an'):
+    loop.train_continual(mlp(), [], methods.sgd_method(0.1), CONFIG,
+                         steps_per_call=0)

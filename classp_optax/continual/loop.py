@@ -49,6 +49,14 @@ CHANCE_MARGIN = 0.05
 STEPS_PER_CALL = 100
 
 
+def default_steps_per_call(model: nnx.Module) -> int:
+  """:data:`STEPS_PER_CALL`, or 1 for a convolutional model on the CPU, where
+  XLA runs a convolution's gradient an order of magnitude slower inside a
+  loop (jax-ml/jax#12868): one step per dispatch is then the fastest."""
+  has_conv = any(isinstance(node, nnx.Conv) for _, node in nnx.iter_graph(model))
+  return 1 if has_conv and jax.default_backend() == 'cpu' else STEPS_PER_CALL
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """How to train each task.
@@ -167,6 +175,8 @@ class _Placement:
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+  if len(array) == rows:
+    return array
   return np.concatenate(
       [array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
 
@@ -264,26 +274,44 @@ def _warn_if_stiff(method: Method, task: int, value: float) -> None:
 
 def _train_task(model, optimizer, order: np.ndarray, data: tuple,
                 logit_mask, placement: _Placement, first_step: int,
-                steps_per_call: int, chunk_end, after_chunk) -> None:
+                steps_per_call: int, progress) -> None:
   """Steps ``first_step`` onwards of a task whose batches are the rows of
   ``order`` (positions in ``data``, the task's training set on the device).
 
   Each dispatch runs up to ``steps_per_call`` steps, ending early where
-  ``chunk_end(step)`` says (a checkpoint is due); ``after_chunk(first, losses)``
-  follows each, with the losses of steps ``first + 1`` onwards.
+  ``progress.chunk_end(step)`` says. The model and optimizer are split once;
+  a dispatch's losses are read (``progress.report``) while the next one
+  runs, so the device never waits for the host, except where a checkpoint
+  is due (``progress.save_due``): then the state is written back first.
   """
+  graphdef, state = nnx.split((model, optimizer))
+  pending = None  # (first step, count, losses) of a dispatch not yet read
+
+  def read(pending):
+    first, count, losses = pending
+    progress.report(first, np.asarray(losses)[:count])
+
   step = first_step
-  while step < len(order):
-    count = min(steps_per_call, chunk_end(step) - step)
-    index = np.zeros((steps_per_call, order.shape[1]), np.int32)
-    index[:count] = order[step:step + count]
-    graphdef, state = nnx.split((model, optimizer))
-    state, losses = compiled.train_steps(
-        graphdef, state, *data, *placement.batch_rows(index), count,
-        logit_mask, batch_sharding=placement.batch_sharding)
+  try:
+    while step < len(order):
+      count = min(steps_per_call, progress.chunk_end(step) - step)
+      index = np.zeros((steps_per_call, order.shape[1]), np.int32)
+      index[:count] = order[step:step + count]
+      state, losses = compiled.train_steps(
+          graphdef, state, *data, *placement.batch_rows(index), count,
+          logit_mask, batch_sharding=placement.batch_sharding)
+      if pending is not None:
+        read(pending)
+      pending, step = (step, count, losses), step + count
+      if step < len(order) and progress.save_due(step):
+        read(pending)
+        pending = None
+        nnx.update((model, optimizer), state)
+        progress.save(step)
+    if pending is not None:
+      read(pending)
+  finally:
     nnx.update((model, optimizer), state)
-    after_chunk(step, np.asarray(losses)[:count])
-    step += count
 
 
 def fingerprint(method: Method, stream_name: str, config: TrainConfig,
@@ -306,7 +334,7 @@ def train_continual(
     mesh: Mesh | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     progress: bool = False,
-    steps_per_call: int = STEPS_PER_CALL,
+    steps_per_call: int | None = None,
 ) -> RunResult:
   """Trains ``method`` on ``tasks`` in order and fills the accuracy matrix.
 
@@ -329,7 +357,7 @@ def train_continual(
       and before any checkpoint that follows.
     progress: show progress bars.
     steps_per_call: train steps per dispatch, at most; the results do not
-      depend on it.
+      depend on it. Default: :func:`default_steps_per_call`.
 
   Returns:
     A :class:`RunResult`.
@@ -357,11 +385,13 @@ def train_continual(
   if checkpoint_every_seconds is not None and not checkpoint_every_seconds > 0:
     raise ValueError('checkpoint_every_seconds must be None or > 0, got '
                      f'{checkpoint_every_seconds}.')
-  if isinstance(steps_per_call, bool) or not isinstance(
-      steps_per_call, int) or steps_per_call < 1:
-    raise ValueError(f'steps_per_call must be an integer >= 1, got '
+  if steps_per_call is not None and (
+      isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int)
+      or steps_per_call < 1):
+    raise ValueError(f'steps_per_call must be None or an integer >= 1, got '
                      f'{steps_per_call!r}.')
   model = make_model()
+  steps_per_call = steps_per_call or default_steps_per_call(model)
   optimizer = nnx.Optimizer(model, method.optimizer, wrt=nnx.Param)
   num_tasks = len(tasks)
   accuracy = np.zeros((num_tasks, num_tasks))
@@ -398,8 +428,9 @@ def train_continual(
              stiffness=stiffness, wall_time=elapsed))
 
   class Progress:
-    """After each dispatch: the progress bar, ``on_step``, the check that the
-    losses are finite, and the checkpoints due within the task."""
+    """A task's progress: where dispatches end, what follows each (the
+    progress bar, ``on_step``, the check that the losses are finite), and
+    the checkpoints due within the task."""
 
     def __init__(self, t: int, elapsed_before: float):
       self.t, self.elapsed_before = t, elapsed_before
@@ -414,7 +445,9 @@ def train_continual(
                   * checkpoint_every_steps)
       return end
 
-    def __call__(self, first: int, losses: np.ndarray) -> None:
+    def report(self, first: int, losses: np.ndarray) -> None:
+      """The progress bar and ``on_step`` for steps ``first + 1`` onwards;
+      raises _Diverged at the first step whose loss is not finite."""
       bar.update(len(losses))
       if on_step is not None:
         for step, loss in enumerate(losses, first + 1):
@@ -422,15 +455,20 @@ def train_continual(
       finite = np.isfinite(losses)
       if not finite.all():
         raise _Diverged(self.t, first + 1 + int(np.argmin(finite)), 'the loss')
-      step = first + len(losses)
-      if checkpointer is None or step == steps_for(self.t):
-        return
+
+    def save_due(self, step: int) -> bool:
+      """Whether a checkpoint is due after ``step`` (not the task's last)."""
+      if checkpointer is None:
+        return False
+      return bool(
+          (checkpoint_every_steps and step % checkpoint_every_steps == 0)
+          or (checkpoint_every_seconds is not None and time.perf_counter()
+              - self.last_save >= checkpoint_every_seconds))
+
+    def save(self, step: int) -> None:
       now = time.perf_counter()
-      if ((checkpoint_every_steps and step % checkpoint_every_steps == 0)
-          or (checkpoint_every_seconds is not None
-              and now - self.last_save >= checkpoint_every_seconds)):
-        save(self.t, step, self.elapsed_before + now - self.start)
-        self.last_save = time.perf_counter()
+      save(self.t, step, self.elapsed_before + now - self.start)
+      self.last_save = time.perf_counter()
 
   # Each test set on the device once, in as many batches as the largest.
   num_eval_batches = max(-(-len(task.test_index) // config.eval_batch_size)
@@ -457,7 +495,7 @@ def train_continual(
              - first_step, desc=method.name, disable=not progress, leave=False)
   try:
     for t in range(first_task, num_tasks):
-      after_step = Progress(t, wall_time)
+      progress_t = Progress(t, wall_time)
       task = tasks[t]
       resuming_mid_task = t == first_task and first_step > 0
       if t > 0 and method.reset_state and not resuming_mid_task:
@@ -471,7 +509,7 @@ def train_continual(
       _train_task(model, optimizer, task_order(config, t, task.num_train),
                   train_data(task), placement.replicated(task.logit_mask())[0],
                   placement, first_step if resuming_mid_task else 0,
-                  steps_per_call, after_step.chunk_end, after_step)
+                  steps_per_call, progress_t)
       if not _all_finite(nnx.state((model, optimizer))):
         raise _Diverged(t, steps_for(t), 'the weights or optimizer state')
       if method.consolidate is not None:
@@ -489,7 +527,7 @@ def train_continual(
                               batches_of(j))
                      for j, other in enumerate(tasks)]
       model.train()
-      wall_time += time.perf_counter() - after_step.start
+      wall_time += time.perf_counter() - progress_t.start
       if checkpointer is not None:
         save(t, steps_for(t), wall_time)
   except _Diverged as stop:

@@ -41,9 +41,13 @@ def train_steps(graphdef, state, inputs, labels, index, count, logit_mask,
     state: the matching state; donated.
     inputs, labels: the task's training data on the device.
     index: ``(max_steps, batch)`` positions in ``inputs``; row ``i`` is step
-      ``i``'s batch. Rows from ``count`` on are not used.
+      ``i``'s batch. Rows from ``count`` on are not used. With one row, the
+      step is compiled without a loop around it: XLA:CPU runs a
+      convolution's gradient an order of magnitude slower inside a loop
+      (jax-ml/jax#12868), so the loop dispatches convolutional models on the
+      CPU one step at a time.
     count: how many steps to take (traced: any count up to ``max_steps``
-      runs the same compiled loop).
+      runs the same compiled loop); 1 when ``index`` has one row.
     logit_mask: the outputs the loss is taken over.
     batch_sharding: where a batch lives (data parallelism), or None.
 
@@ -66,6 +70,8 @@ def train_steps(graphdef, state, inputs, labels, index, count, logit_mask,
     return nnx.state((model, optimizer)), losses.at[i].set(loss)
 
   losses = jnp.full(index.shape[:1], jnp.nan, jnp.float32)
+  if index.shape[0] == 1:
+    return step(0, (state, losses))
   return jax.lax.fori_loop(0, count, step, (state, losses))
 
 
