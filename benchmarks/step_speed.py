@@ -1,7 +1,8 @@
 """Times one optimizer step (update + apply, jitted, buffers donated).
 
 For each size (parameters in float32, split over 10 leaves) it times CLASSP with
-power 1, 2 and 3 against optax.adagrad and optax.sgd, and, when PyTorch is
+power 1, 2 and 3 (and power 2 with the relative threshold, which adds one
+reduction per tensor) against optax.adagrad and optax.sgd, and, when PyTorch is
 installed, PyTorch's fused Adagrad and CLASSP written as the reference PyTorch
 code writes it (a Python loop over parameters of unfused tensor ops). A copy
 probe measures the memory bandwidth the machine gives a single pass.
@@ -46,6 +47,8 @@ def optax_methods():
       'classp p=1': classp(1e-3, threshold=1e-8, power=1),
       'classp p=2': classp(1e-3, threshold=1e-8, power=2),
       'classp p=3': classp(1e-3, threshold=1e-8, power=3),
+      'classp p=2 relative': classp(1e-3, threshold=0.5, power=2,
+                                    relative_threshold=True),
       'optax.adagrad': optax.adagrad(1e-3, initial_accumulator_value=1e-5, eps=0),
       'optax.sgd': optax.sgd(1e-3),
   }
@@ -199,6 +202,8 @@ def main():
               f'(the bandwidth bound allows {reference / bound:.1f}x)')
     p2 = medians['classp p=2']
     print(f'classp p=3 / p=2: {medians["classp p=3"] / p2:.2f}')
+    print('classp p=2 relative threshold / absolute: '
+          f'{medians["classp p=2 relative"] / p2:.2f}')
 
 
 if __name__ == '__main__':

@@ -120,6 +120,25 @@ class HandComputedTest(chex.TestCase):
     np.testing.assert_allclose(history[-1], [-1.25, -0.5], rtol=1e-6)
     np.testing.assert_array_equal(state[0].grad_sum, [4.0, 1.0])
 
+  def test_relative_threshold_by_hand_and_scale_free(self):
+    # g**2 = [9, 1, 0, 4], mean 3.5: threshold 1 passes 9 and 4 only.
+    tx = classp(1.0, threshold=1.0, power=2, eps=0.0, relative_threshold=True)
+    g = jnp.array([3.0, 1.0, 0.0, -2.0])
+    u, state = tx.update(g, tx.init(g))
+    np.testing.assert_allclose(u, [-1.0, 0.0, 0.0, 1.0], rtol=1e-6)
+    np.testing.assert_array_equal(state[0].grad_sum, [9.0, 0.0, 0.0, 4.0])
+    # The same gradients 1000x larger (a loss scaled by 1000) pass the same
+    # coordinates; an absolute threshold would not.
+    u_big, _ = tx.update(1000 * g, tx.init(g))
+    np.testing.assert_array_equal(u_big != 0, u != 0)
+    absolute = classp(1.0, threshold=3.5, power=2, eps=0.0)
+    u_abs, _ = absolute.update(1000 * g, absolute.init(g))
+    assert np.count_nonzero(u_abs) == 3
+    # Each tensor is gated by its own mean.
+    tree = {'a': g, 'b': 1e-3 * jnp.array([1.0, 2.0])}
+    u, _ = tx.update(tree, tx.init(tree))
+    np.testing.assert_array_equal(u['b'] != 0, [False, True])
+
   def test_learning_rate_schedule(self):
     schedule = optax.piecewise_constant_schedule(1.0, {1: 0.5})
     tx = classp(schedule, power=1, eps=0.0, apply_decay=False)
@@ -144,6 +163,7 @@ class ConstructionTest(parameterized.TestCase):
       ('apply_decay', jnp.ones(2, bool), 'apply_decay must be True or False'),
       ('apply_decay', jnp.asarray(1.0), 'apply_decay must be True or False'),
       ('accumulator_dtype', 'int32', 'accumulator_dtype'),
+      ('relative_threshold', 1, 'relative_threshold must be True or False'),
       ('accumulator_dtype', 'not-a-dtype', 'accumulator_dtype'),
   )
   def test_bad_argument_raises_naming_it(self, name, value, message):

@@ -3,6 +3,8 @@
 The 8 devices are simulated CPUs (see conftest.py).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
@@ -10,11 +12,14 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
+import pytest
 
 from classp_optax import classp
 
 N_DEVICES = 8
 TX = classp(0.05, threshold=0.01, power=2)
+# Each tensor's mean g**2 over all its shards: the same on any layout.
+TX_RELATIVE = classp(0.05, threshold=0.8, power=2, relative_threshold=True)
 
 
 def loss_fn(params, x, y):
@@ -29,15 +34,15 @@ def make_data(seed=0, batch=64):
   return params, x, y
 
 
-def train_step(params, state, x, y):
+def train_step(params, state, x, y, tx=TX):
   grads = jax.grad(loss_fn)(params, x, y)
-  updates, state = TX.update(grads, state, params)
+  updates, state = tx.update(grads, state, params)
   return optax.apply_updates(params, updates), state
 
 
-def single_device_run(params, x, y, steps=5):
-  state = TX.init(params)
-  step = jax.jit(train_step)
+def single_device_run(params, x, y, steps=5, tx=TX):
+  state = tx.init(params)
+  step = jax.jit(functools.partial(train_step, tx=tx))
   for _ in range(steps):
     params, state = step(params, state, x, y)
   return params, state
@@ -47,20 +52,21 @@ def test_eight_devices_are_simulated():
   assert jax.device_count() == N_DEVICES
 
 
-def test_pmap_with_pmean_matches_single_device():
+@pytest.mark.parametrize('tx', [TX, TX_RELATIVE], ids=['absolute', 'relative'])
+def test_pmap_with_pmean_matches_single_device(tx):
   params, x, y = make_data()
-  want_params, want_state = single_device_run(params, x, y)
+  want_params, want_state = single_device_run(params, x, y, tx=tx)
 
   def pmap_step(params, state, x, y):
     grads = jax.grad(loss_fn)(params, x, y)
     grads = jax.lax.pmean(grads, axis_name='devices')
-    updates, state = TX.update(grads, state, params)
+    updates, state = tx.update(grads, state, params)
     return optax.apply_updates(params, updates), state
 
   step = jax.pmap(pmap_step, axis_name='devices')
   replicate = lambda tree: jax.tree.map(
       lambda a: jnp.broadcast_to(a, (N_DEVICES, *a.shape)), tree)
-  p, s = replicate(params), replicate(TX.init(params))
+  p, s = replicate(params), replicate(tx.init(params))
   xs = x.reshape(N_DEVICES, -1, *x.shape[1:])
   ys = y.reshape(N_DEVICES, -1, *y.shape[1:])
   for _ in range(5):
@@ -73,9 +79,10 @@ def test_pmap_with_pmean_matches_single_device():
   )
 
 
-def test_sharded_params_match_and_state_is_sharded_like_params():
+@pytest.mark.parametrize('tx', [TX, TX_RELATIVE], ids=['absolute', 'relative'])
+def test_sharded_params_match_and_state_is_sharded_like_params(tx):
   params, x, y = make_data()
-  want_params, want_state = single_device_run(params, x, y)
+  want_params, want_state = single_device_run(params, x, y, tx=tx)
 
   mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ('data', 'model'))
   param_shardings = {
@@ -87,13 +94,13 @@ def test_sharded_params_match_and_state_is_sharded_like_params():
   x, y = jax.device_put((x, y), batch_sharding)
   # Eager init keeps each parameter's sharding (under jit, an init has no
   # data dependence on the parameters: pass out_shardings there).
-  state = TX.init(params)
+  state = tx.init(params)
   assert state[0].grad_sum['w'].sharding.is_equivalent_to(
       param_shardings['w'], 2)
   assert state[0].grad_sum['b'].sharding.is_equivalent_to(
       param_shardings['b'], 1)
 
-  step = jax.jit(train_step, donate_argnums=(0, 1))
+  step = jax.jit(functools.partial(train_step, tx=tx), donate_argnums=(0, 1))
   for _ in range(5):
     params, state = step(params, state, x, y)
   for name, sharding in param_shardings.items():

@@ -28,13 +28,14 @@ def _gradient_sequence(seed, steps, shape, dtype):
   return grads.astype(dtype)
 
 
-def _run_classp(grads, dtype, injected_decay=False, **kwargs):
+def _run_classp(grads, dtype, injected_decay=False, relative_threshold=False,
+                **kwargs):
   if injected_decay:  # a boolean array, traced, switchable without a retrace
     tx = optax.inject_hyperparams(  # real hyperparameters for complex params
         classp, static_args=('power',), hyperparam_dtype=np.finfo(dtype).dtype)(
         **{**kwargs, 'apply_decay': jnp.asarray(kwargs['apply_decay'])})
   else:
-    tx = classp(**kwargs)
+    tx = classp(relative_threshold=relative_threshold, **kwargs)
   params = jnp.zeros(grads.shape[1:], dtype)
   state = tx.init(params)
   update = jax.jit(tx.update)
@@ -86,3 +87,25 @@ def test_power_two_threshold_zero_is_adagrad(eps):
   np.testing.assert_allclose(
       s_ours[0].grad_sum + eps, s_ada[0].sum_of_squares, rtol=1e-6
   )
+
+
+@pytest.mark.parametrize('power,apply_decay', [(1.0, True), (2.0, True),
+                                               (1.7, False), (3.0, True)])
+@pytest.mark.parametrize('threshold', [0.0, 0.5, 1.0, 2.5])
+@pytest.mark.parametrize('dtype',
+                         ['float32', 'float64', 'complex64', 'complex128'])
+def test_relative_threshold_matches_numpy_reference(power, apply_decay,
+                                                    threshold, dtype):
+  dtype = np.dtype(dtype)
+  kwargs = dict(learning_rate=0.05, threshold=threshold, power=power,
+                eps=1e-5, apply_decay=apply_decay)
+  grads = _gradient_sequence(int(power * 10 + threshold * 7), 6, (3, 7), dtype)
+  with jax.enable_x64(np.finfo(dtype).bits == 64):
+    got, got_sum = _run_classp(grads, dtype, relative_threshold=True, **kwargs)
+  want, want_sum = classp_numpy(list(grads), dtype=dtype.type,
+                                relative_threshold=True, **kwargs)
+  rtol = 1e-5 if np.finfo(dtype).bits == 32 else 1e-12
+  for g, w in zip(got, want, strict=True):
+    np.testing.assert_array_equal(g == 0, w == 0)
+    np.testing.assert_allclose(g, w, rtol=rtol, atol=0)
+  np.testing.assert_allclose(got_sum, want_sum, rtol=rtol, atol=0)

@@ -54,6 +54,9 @@ TRANSFORMS = {
     'classp p=2': (functools.partial(classp, power=2.0, threshold=1e-6), 1.0,
                    None),
     'classp p=1': (functools.partial(classp, power=1.0), 3.0, None),
+    'classp relative threshold': (
+        functools.partial(classp, power=2.0, threshold=0.1,
+                          relative_threshold=True), 1.0, None),
     'scale_by_classp': (_classp_scaled, 1.0, None),
     'add_ewc_penalty + sgd': (
         _ewc_sgd, 0.1,
