@@ -34,6 +34,8 @@ TARGETS = {
     'permuted-mnist-10': ('--benchmark', 'permuted-mnist', '--tasks', '10'),
     'permuted-mnist-20': ('--benchmark', 'permuted-mnist', '--tasks', '20'),
     'split-mnist': ('--benchmark', 'split-mnist'),
+    'split-mnist-domain': ('--benchmark', 'split-mnist', '--scenario', 'domain'),
+    'split-mnist-class': ('--benchmark', 'split-mnist', '--scenario', 'class'),
     'split-fmnist': ('--benchmark', 'split-fmnist'),
     'mnist-fashion-mlp': ('--benchmark', 'mnist-fashion', '--model', 'mlp'),
 }
@@ -63,7 +65,14 @@ SPACES = {
     'adam': _grid(learning_rate=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]),
     'sgd': _grid(learning_rate=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0]),
     'adagrad': _grid(learning_rate=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3]),
+    # Labelled variants, tuned only when named in --methods, never recorded
+    # as defaults. The relative threshold is a multiple of each tensor's mean
+    # squared gradient: 0.5 keeps most weights, 2 the few with the largest.
+    'classp:relative': _grid(
+        learning_rate=[3e-4, 1e-3, 3e-3], threshold=[0.5, 2.0], power=[2.0],
+        decay_from_task=[0], later_threshold=[None], relative_threshold=[True]),
 }
+DEFAULT_METHODS = [name for name in SPACES if ':' not in name]
 VALIDATION = 0.1
 TEST_SEEDS = (0, 1, 2)
 
@@ -101,7 +110,8 @@ def _record(target: str, report: dict) -> None:
   records[DEFAULT_OF[target]] = dict(
       command=f'python benchmarks/tune.py {target} --data-dir DATA',
       report=f'docs/results/tune-{target}.json',
-      methods={method: r['best'] for method, r in report.items()})
+      methods={method: r['best'] for method, r in report.items()
+               if method in DEFAULT_METHODS})
   suites.TUNED_FILE.write_text(json.dumps(records, indent=2) + '\n')
   print(f'recorded the choices as {DEFAULT_OF[target]}\'s defaults in '
         f'{suites.TUNED_FILE}')
@@ -111,7 +121,7 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('target', nargs='?', choices=TARGETS)
   parser.add_argument('--list', action='store_true')
-  parser.add_argument('--methods', default=','.join(SPACES))
+  parser.add_argument('--methods', default=','.join(DEFAULT_METHODS))
   parser.add_argument('--data-dir')
   parser.add_argument('--out', default='results/tune')
   parser.add_argument('--record', action='store_true',

@@ -15,6 +15,7 @@ import pytest
 from classp_optax import EwcState
 from classp_optax import SiState
 from classp_optax import _ewc
+from classp_optax import classp_stats
 from classp_optax import set_hyperparams
 from classp_optax._state_search import find_unique
 from classp_optax.continual import cli
@@ -406,3 +407,28 @@ def test_convolutional_models_take_one_step_per_dispatch_on_the_cpu():
   with pytest.raises(ValueError, match='steps_per_call must be None or an'):
     loop.train_continual(mlp(), [], methods.sgd_method(0.1), CONFIG,
                          steps_per_call=0)
+
+
+def test_capacity_used_is_recorded_after_every_task_for_classp(tasks, tmp_path):
+  """The fraction of weights CLASSP ever updated, after each task: it only
+  grows, and survives a resume. Methods without a ClasspState record none."""
+  method = methods.classp_method(0.05, threshold=1e-4, decay_from_task=1)
+  result = loop.train_continual(mlp(), tasks, method, CONFIG)
+  used = result.capacity_used
+  assert len(used) == 3 and used == sorted(used) and 0 < used[0] <= used[-1] <= 1
+  assert used[-1] == pytest.approx(
+      float(classp_stats(result.opt_state).capacity_used))
+  assert result.to_json()['capacity_used'] == used
+
+  def kill(task, step, loss):
+    if task == 2:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    loop.train_continual(mlp(), tasks, method, CONFIG, checkpoint_dir=tmp_path,
+                         on_step=kill)
+  resumed = loop.train_continual(mlp(), tasks, method, CONFIG,
+                                 checkpoint_dir=tmp_path)
+  assert resumed.capacity_used == used
+  assert loop.train_continual(mlp(), tasks[:1], methods.sgd_method(0.1),
+                              CONFIG).capacity_used == []

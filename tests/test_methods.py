@@ -35,6 +35,7 @@ BAD = {
     'mode': (['both', 3], "('separate', 'online')"),
     'decay_from_task': (['abc', -1, 1.5, True], 'an integer >= 0'),
     'optimizer': (['rmsprop', 3], "('sgd', 'adam', 'adagrad', 'classp')"),
+    'relative_threshold': (['yes', 1], 'True or False'),
 }
 
 CASES = [(name, parameter, value)
@@ -149,3 +150,17 @@ def test_benchmark_defaults_raise_no_stiffness_warning_and_learn_every_task(
   assert len(result.stiffness) == len(tasks)
   assert max(result.stiffness[:-1]) < method.stiffness_bound
   assert result.not_learnt == [] and result.diverged is None
+
+
+def test_classp_method_takes_the_relative_threshold():
+  """``--set classp.relative_threshold=True``: every task's gate is relative
+  to its tensors' mean squared gradient."""
+  method = methods.make_method('classp', learning_rate=1.0, threshold=1.0,
+                               power=2.0, eps=0.0, decay_from_task=0,
+                               later_threshold=None, relative_threshold=True)
+  assert method.hyperparams['relative_threshold'] is True
+  grads = {'w': jax.numpy.array([3.0, 1.0, 0.0, -2.0])}  # mean g**2 = 3.5
+  updates, _ = method.optimizer.update(grads, method.optimizer.init(grads))
+  np.testing.assert_allclose(updates['w'], [-1.0, 0.0, 0.0, 1.0], rtol=1e-6)
+  with pytest.raises(ValueError, match='classp.relative_threshold'):
+    methods.make_method('classp', relative_threshold='yes')

@@ -31,6 +31,8 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 from tqdm.auto import tqdm
 
+from classp_optax import ClasspState
+from classp_optax import classp_stats
 from classp_optax import empirical_fisher
 from classp_optax import set_hyperparams
 from classp_optax import tree_bytes
@@ -93,6 +95,7 @@ class RunResult:
   wall_time: float
   stiffness: list = dataclasses.field(default_factory=list)
   stiffness_bound: float | None = None
+  capacity_used: list = dataclasses.field(default_factory=list)
   majority_accuracy: list = dataclasses.field(default_factory=list)
   diverged: dict | None = None
   model: nnx.Module | None = dataclasses.field(default=None, repr=False)
@@ -121,6 +124,7 @@ class RunResult:
                           None).tolist(),
         state_bytes=self.state_bytes, wall_time=self.wall_time,
         stiffness=self.stiffness, stiffness_bound=self.stiffness_bound,
+        capacity_used=self.capacity_used,
         majority_accuracy=self.majority_accuracy, not_learnt=self.not_learnt,
         diverged=self.diverged, **self.summary,
     )
@@ -262,6 +266,12 @@ def _set_task_hyperparams(optimizer, method: Method, t: int) -> None:
     nnx.update(optimizer.opt_state, nnx.state(new_state))
 
 
+def _holds_classp_state(optimizer) -> bool:
+  is_classp = lambda x: isinstance(x, ClasspState)
+  return any(map(is_classp, jax.tree.leaves(nnx.as_pure(optimizer.opt_state),
+                                            is_leaf=is_classp)))
+
+
 def _warn_if_stiff(method: Method, task: int, value: float) -> None:
   if value >= method.stiffness_bound:
     warnings.warn(
@@ -396,6 +406,7 @@ def train_continual(
   num_tasks = len(tasks)
   accuracy = np.zeros((num_tasks, num_tasks))
   stiffness: list = []
+  capacity_used: list = []  # CLASSP's, after each task
 
   def steps_for(t):
     return tasks[t].num_train // config.batch_size * config.epochs_for(t)
@@ -416,6 +427,7 @@ def train_continual(
       rows = np.asarray(record['accuracy']).reshape(-1, num_tasks)
       accuracy[:len(rows)] = rows
       stiffness = record['stiffness']
+      capacity_used = record.get('capacity_used', [])
       wall_time = record['wall_time']
   placement.replicate(model, optimizer)
 
@@ -425,7 +437,8 @@ def train_continual(
         sum(steps_for(u) for u in range(t)) + task_step, model, optimizer,
         dict(task=t, task_step=task_step,
              accuracy=accuracy[:t + 1 if finished else t].tolist(),
-             stiffness=stiffness, wall_time=elapsed))
+             stiffness=stiffness, capacity_used=capacity_used,
+             wall_time=elapsed))
 
   class Progress:
     """A task's progress: where dispatches end, what follows each (the
@@ -522,6 +535,9 @@ def train_continual(
           stiffness.append(value)
           if t < num_tasks - 1:  # no training follows the last consolidation
             _warn_if_stiff(method, t, value)
+      if _holds_classp_state(optimizer):
+        capacity_used.append(float(classp_stats(
+            nnx.as_pure(optimizer.opt_state)).capacity_used))
       model.eval()
       accuracy[t] = [evaluate(model, other, config.eval_batch_size, placement,
                               batches_of(j))
@@ -546,7 +562,7 @@ def train_continual(
       method=method.name, hyperparams=method.hyperparams,
       task_names=[task.name for task in tasks], accuracy=accuracy,
       state_bytes=tree_bytes(nnx.as_pure(optimizer.opt_state)),
-      wall_time=wall_time, stiffness=stiffness,
+      wall_time=wall_time, stiffness=stiffness, capacity_used=capacity_used,
       stiffness_bound=(method.stiffness_bound if method.stiffness
                        and math.isfinite(method.stiffness_bound) else None),
       majority_accuracy=[task.majority_accuracy() for task in tasks],

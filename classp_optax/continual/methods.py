@@ -129,13 +129,16 @@ def classp_method(
     decay_from_task: int = 1,
     later_threshold: float | None = 0.0,
     later_learning_rate: float | None = None,
+    relative_threshold: bool = False,
 ) -> Method:
   """CLASSP with the paper's schedule.
 
   Tasks before ``decay_from_task`` take plain steps (``apply_decay=False``)
   with ``threshold``; later tasks take decayed steps with ``later_threshold``
   and ``later_learning_rate`` (each defaulting to the first task's value when
-  None). ``decay_from_task=0`` decays from the start.
+  None). ``decay_from_task=0`` decays from the start. With
+  ``relative_threshold`` both thresholds are multiples of each tensor's mean
+  squared gradient (see :func:`classp_optax.scale_by_classp`).
   """
   _positive('classp', 'learning_rate', learning_rate)
   _non_negative('classp', 'threshold', threshold)
@@ -145,6 +148,7 @@ def classp_method(
     _non_negative('classp', 'later_threshold', later_threshold)
   if later_learning_rate is not None:
     _positive('classp', 'later_learning_rate', later_learning_rate)
+  _checks.check_bool('classp.relative_threshold', relative_threshold)
   if (isinstance(decay_from_task, bool)
       or not isinstance(decay_from_task, numbers.Integral)
       or decay_from_task < 0):
@@ -154,6 +158,7 @@ def classp_method(
       learning_rate=learning_rate, threshold=threshold, power=power, eps=eps,
       decay_from_task=decay_from_task, later_threshold=later_threshold,
       later_learning_rate=later_learning_rate,
+      relative_threshold=relative_threshold,
   )
 
   def hyperparams_for_task(task: int) -> dict:
@@ -169,7 +174,7 @@ def classp_method(
 
   # One transform for every task; the schedule lives in its state.
   tx = optax.inject_hyperparams(classp, static_args='power')(
-      power=power, eps=eps, **{
+      power=power, eps=eps, relative_threshold=relative_threshold, **{
           name: jnp.asarray(value) if name == 'apply_decay' else value
           for name, value in hyperparams_for_task(0).items()})
   return Method('classp', hyperparams, tx, hyperparams_for_task)
