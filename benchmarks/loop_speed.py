@@ -177,7 +177,7 @@ def part_c(data_dir, num_tasks):
   tasks = suite.make_tasks(data_dir, 0, num_tasks, 'task')
   config = loop.TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size)
   evaluation = []
-  original = loop.evaluate
+  original = loop._accuracy  # one test set, one compiled call
 
   def timed_evaluate(*args, **kwargs):
     start = time.perf_counter()
@@ -185,7 +185,7 @@ def part_c(data_dir, num_tasks):
     evaluation.append(time.perf_counter() - start)
     return accuracy
 
-  loop.evaluate = timed_evaluate
+  loop._accuracy = timed_evaluate
   try:
     start = time.perf_counter()
     loop.train_continual(
@@ -195,7 +195,7 @@ def part_c(data_dir, num_tasks):
         config)
     wall = time.perf_counter() - start
   finally:
-    loop.evaluate = original
+    loop._accuracy = original
   # Multiply-adds: a training example costs a forward and a backward pass
   # (about 3 forwards), a test example one forward.
   train_examples = sum(t.num_train // config.batch_size * config.batch_size

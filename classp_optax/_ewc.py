@@ -62,8 +62,7 @@ def add_ewc_penalty(strength: float) -> optax.GradientTransformation:
 
   def init_fn(params):
     return EwcState(
-        fisher=jax.tree.map(
-            lambda p: jnp.zeros(p.shape, jnp.finfo(p.dtype).dtype), params),
+        fisher=_state_search.real_zeros_like(params),
         fisher_anchor=optax.tree.zeros_like(params),
     )
 
@@ -182,8 +181,7 @@ def empirical_fisher(
     A pytree like ``params``.
   """
   n = len(inputs)
-  total = jax.tree.map(
-      lambda p: jnp.zeros(p.shape, jnp.finfo(p.dtype).dtype), params)
+  total = _state_search.real_zeros_like(params)
   for start in range(0, n, batch_size):
     x, y = inputs[start:start + batch_size], labels[start:start + batch_size]
     weight = jnp.ones(len(x))

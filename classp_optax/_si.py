@@ -38,11 +38,6 @@ def _copy(tree):
   return jax.tree.map(jnp.copy, tree)
 
 
-def _real_zeros_like(params):
-  return jax.tree.map(
-      lambda p: jnp.zeros(p.shape, jnp.finfo(p.dtype).dtype), params)
-
-
 def _path_integral(state: SiState, params):
   """The path integral, with the move from the previous weights to ``params``:
   ``- Re(conj(g) * dw)``, the loss change to first order, real also for
@@ -76,8 +71,9 @@ def add_si_penalty(strength: float) -> optax.GradientTransformation:
   _checks.check_scalar('strength', strength, low=0.0, high_inclusive=False)
 
   def init_fn(params):
-    return SiState(importance=_real_zeros_like(params), anchor=_copy(params),
-                   path_integral=_real_zeros_like(params),
+    return SiState(importance=_state_search.real_zeros_like(params),
+                   anchor=_copy(params),
+                   path_integral=_state_search.real_zeros_like(params),
                    previous_params=_copy(params),
                    previous_grads=optax.tree.zeros_like(params))
 
@@ -128,7 +124,7 @@ def consolidate_si(opt_state, params, damping: float = 0.1):
           jnp.real((w - a) * jnp.conj(w - a)) + damping),
       old.importance, path, params, old.anchor)
   new = SiState(importance=importance, anchor=_copy(params),
-                path_integral=_real_zeros_like(params),
+                path_integral=_state_search.real_zeros_like(params),
                 previous_params=_copy(params),
                 previous_grads=optax.tree.zeros_like(params))
   return _state_search.replace_node(opt_state, old, new)

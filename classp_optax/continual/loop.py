@@ -36,6 +36,7 @@ from classp_optax import classp_stats
 from classp_optax import empirical_fisher
 from classp_optax import set_hyperparams
 from classp_optax import tree_bytes
+from classp_optax._state_search import find_all
 from classp_optax.continual import metrics
 from classp_optax.continual import steps as compiled
 from classp_optax.continual.checkpoint import RunCheckpointer
@@ -209,7 +210,11 @@ def evaluate(model, task: Task, batch_size: int, placement=None,
   given."""
   if batches is None:
     batches = test_batches(task, batch_size, placement)
-  graphdef, state = nnx.split(model)
+  return _accuracy(*nnx.split(model), task, batches)
+
+
+def _accuracy(graphdef, state, task: Task, batches: tuple) -> float:
+  """:func:`evaluate` on a model already split (in evaluation mode)."""
   mask = jnp.asarray(task.logit_mask())
   return int(compiled.correct_count(graphdef, state, *batches, mask)) / len(
       task.test_index)
@@ -249,27 +254,22 @@ class StiffnessWarning(UserWarning):
   diverges."""
 
 
-def _consolidate(model, optimizer, method: Method, fisher):
+def _replace_opt_state(model, optimizer, change):
+  """Sets the optimizer's state to ``change(opt_state, params)``, both as
+  plain arrays, and returns it."""
   params = nnx.as_pure(nnx.state(model, nnx.Param))
-  new_state = method.consolidate(nnx.as_pure(optimizer.opt_state), params,
-                                 lambda: nnx.as_pure(fisher()))
+  new_state = change(nnx.as_pure(optimizer.opt_state), params)
   nnx.update(optimizer.opt_state, nnx.state(new_state))
+  return new_state
+
+
+def _consolidate(model, optimizer, method: Method, fisher):
+  new_state = _replace_opt_state(
+      model, optimizer, lambda opt_state, params: method.consolidate(
+          opt_state, params, lambda: nnx.as_pure(fisher())))
   if method.stiffness is None:
     return None
   return method.stiffness(new_state)
-
-
-def _set_task_hyperparams(optimizer, method: Method, t: int) -> None:
-  if method.hyperparams_for_task is not None:
-    new_state = set_hyperparams(nnx.as_pure(optimizer.opt_state),
-                                **method.hyperparams_for_task(t))
-    nnx.update(optimizer.opt_state, nnx.state(new_state))
-
-
-def _holds_classp_state(optimizer) -> bool:
-  is_classp = lambda x: isinstance(x, ClasspState)
-  return any(map(is_classp, jax.tree.leaves(nnx.as_pure(optimizer.opt_state),
-                                            is_leaf=is_classp)))
 
 
 def _warn_if_stiff(method: Method, task: int, value: float) -> None:
@@ -512,11 +512,12 @@ def train_continual(
       task = tasks[t]
       resuming_mid_task = t == first_task and first_step > 0
       if t > 0 and method.reset_state and not resuming_mid_task:
-        params = nnx.as_pure(nnx.state(model, nnx.Param))
-        new_state = fresh_state(optimizer.tx, params,
-                                nnx.as_pure(optimizer.opt_state))
-        nnx.update(optimizer.opt_state, nnx.state(new_state))
-      _set_task_hyperparams(optimizer, method, t)
+        _replace_opt_state(model, optimizer, lambda opt_state, params:
+                           fresh_state(optimizer.tx, params, opt_state))
+      if method.hyperparams_for_task is not None:
+        values = method.hyperparams_for_task(t)
+        _replace_opt_state(model, optimizer, lambda opt_state, _, v=values:
+                           set_hyperparams(opt_state, **v))
       placement.replicate(optimizer)
       bar.set_postfix_str(task.name)
       _train_task(model, optimizer, task_order(config, t, task.num_train),
@@ -535,14 +536,14 @@ def train_continual(
           stiffness.append(value)
           if t < num_tasks - 1:  # no training follows the last consolidation
             _warn_if_stiff(method, t, value)
-      if _holds_classp_state(optimizer):
-        capacity_used.append(float(classp_stats(
-            nnx.as_pure(optimizer.opt_state)).capacity_used))
-      model.eval()
-      accuracy[t] = [evaluate(model, other, config.eval_batch_size, placement,
-                              batches_of(j))
-                     for j, other in enumerate(tasks)]
+      opt_state = nnx.as_pure(optimizer.opt_state)
+      if find_all(opt_state, ClasspState):
+        capacity_used.append(float(classp_stats(opt_state).capacity_used))
+      model.eval()  # before the split: the graph definition holds the mode
+      graphdef, state = nnx.split(model)
       model.train()
+      accuracy[t] = [_accuracy(graphdef, state, other, batches_of(j))
+                     for j, other in enumerate(tasks)]
       wall_time += time.perf_counter() - progress_t.start
       if checkpointer is not None:
         save(t, steps_for(t), wall_time)

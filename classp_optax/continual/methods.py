@@ -32,6 +32,7 @@ from classp_optax import add_si_penalty
 from classp_optax import classp
 from classp_optax import consolidate_ewc
 from classp_optax import consolidate_si
+from classp_optax._state_search import find_all
 from classp_optax._state_search import find_unique
 from classp_optax._state_search import replace_node
 
@@ -84,8 +85,7 @@ def fresh_state(tx: optax.GradientTransformation, params, old_state):
   """``tx.init(params)`` with the penalty state of ``old_state`` carried over."""
   new_state = tx.init(params)
   for kind in PENALTY_STATES:
-    is_kind = lambda x, kind=kind: isinstance(x, kind)
-    if any(map(is_kind, jax.tree.leaves(old_state, is_leaf=is_kind))):
+    if find_all(old_state, kind):
       new_state = replace_node(new_state,
                                find_unique(new_state, kind, kind.__name__),
                                find_unique(old_state, kind, kind.__name__))
