@@ -46,6 +46,26 @@ class Interrupted(Exception):
   pass
 
 
+def _killed_then_resumed(make_model, tasks, method, config, directory,
+                         kill_at, **options):
+  """Runs until ``on_step`` reaches ``kill_at`` = (task, step), killed there,
+  then resumes from ``directory`` with the same ``options``. Returns the
+  resumed result and the (task, step) of every step it trained."""
+
+  def kill(task, step, loss):
+    if (task, step) == kill_at:
+      raise Interrupted
+
+  with pytest.raises(Interrupted):
+    loop.train_continual(make_model, tasks, method, config,
+                         checkpoint_dir=directory, on_step=kill, **options)
+  trained = []
+  resumed = loop.train_continual(
+      make_model, tasks, method, config, checkpoint_dir=directory,
+      on_step=lambda task, step, loss: trained.append((task, step)), **options)
+  return resumed, trained
+
+
 def test_accuracy_matrix_is_filled(tasks):
   result = loop.train_continual(mlp(), tasks, methods.sgd_method(0.1), CONFIG)
   r = result.accuracy
@@ -64,19 +84,9 @@ def test_killed_mid_task_and_resumed_equals_uninterrupted(tasks, tmp_path, metho
   """A kill in task 1 after a mid-task checkpoint (every 4 steps) resumes at
   that checkpoint, and the run ends with the same accuracy matrix."""
   straight = loop.train_continual(cnn, tasks, method, CONFIG)
-
-  def kill_in_task_two(task, step, loss):
-    if task == 1 and step == 10:
-      raise Interrupted
-
-  with pytest.raises(Interrupted):
-    loop.train_continual(cnn, tasks, method, CONFIG, checkpoint_dir=tmp_path,
-                         checkpoint_every_steps=4, on_step=kill_in_task_two)
-  resumed_steps = []
-  resumed = loop.train_continual(
-      cnn, tasks, method, CONFIG, checkpoint_dir=tmp_path,
-      checkpoint_every_steps=4,
-      on_step=lambda task, step, loss: resumed_steps.append((task, step)))
+  resumed, resumed_steps = _killed_then_resumed(
+      cnn, tasks, method, CONFIG, tmp_path, kill_at=(1, 10),
+      checkpoint_every_steps=4)
   assert resumed_steps[0] == (1, 9)  # from the checkpoint after step 8
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
   assert resumed.state_bytes == straight.state_bytes > 0
@@ -86,18 +96,9 @@ def test_killed_mid_task_and_resumed_equals_uninterrupted(tasks, tmp_path, metho
 def test_killed_in_the_first_task_resumes_from_its_checkpoint(tasks, tmp_path):
   sgd = methods.sgd_method(0.1)
   straight = loop.train_continual(mlp(), tasks[:2], sgd, CONFIG)
-
-  def kill(task, step, loss):
-    if task == 0 and step == 7:
-      raise Interrupted
-
-  with pytest.raises(Interrupted):
-    loop.train_continual(mlp(), tasks[:2], sgd, CONFIG, checkpoint_dir=tmp_path,
-                         checkpoint_every_steps=3, on_step=kill)
-  resumed_steps = []
-  resumed = loop.train_continual(
-      mlp(), tasks[:2], sgd, CONFIG, checkpoint_dir=tmp_path,
-      on_step=lambda task, step, loss: resumed_steps.append((task, step)))
+  resumed, resumed_steps = _killed_then_resumed(
+      mlp(), tasks[:2], sgd, CONFIG, tmp_path, kill_at=(0, 7),
+      checkpoint_every_steps=3)
   assert resumed_steps[0] == (0, 7)
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
 
@@ -105,18 +106,9 @@ def test_killed_in_the_first_task_resumes_from_its_checkpoint(tasks, tmp_path):
 def test_killed_between_tasks_resumes_at_the_next_task(tasks, tmp_path):
   sgd = methods.sgd_method(0.1)
   straight = loop.train_continual(mlp(), tasks, sgd, CONFIG)
-
-  def kill(task, step, loss):
-    if task == 1 and step == 2:
-      raise Interrupted
-
-  with pytest.raises(Interrupted):
-    loop.train_continual(mlp(), tasks, sgd, CONFIG, checkpoint_dir=tmp_path,
-                         checkpoint_every_seconds=None, on_step=kill)
-  resumed_steps = []
-  resumed = loop.train_continual(
-      mlp(), tasks, sgd, CONFIG, checkpoint_dir=tmp_path,
-      on_step=lambda task, step, loss: resumed_steps.append((task, step)))
+  resumed, resumed_steps = _killed_then_resumed(
+      mlp(), tasks, sgd, CONFIG, tmp_path, kill_at=(1, 2),
+      checkpoint_every_seconds=None)
   assert resumed_steps[0] == (1, 1)
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
 
@@ -141,16 +133,8 @@ def test_resume_with_per_task_epochs_and_refusal_of_another_stream(tasks, tmp_pa
   config = dataclasses.replace(CONFIG, epochs=(1, 2))
   sgd = methods.sgd_method(0.1)
   straight = loop.train_continual(mlp(), tasks[:2], sgd, config)
-
-  def kill(task, step, loss):
-    if task == 1 and step == 3:
-      raise Interrupted
-
-  with pytest.raises(Interrupted):
-    loop.train_continual(mlp(), tasks[:2], sgd, config, checkpoint_dir=tmp_path,
-                         on_step=kill)
-  resumed = loop.train_continual(mlp(), tasks[:2], sgd, config,
-                                 checkpoint_dir=tmp_path)
+  resumed, _ = _killed_then_resumed(mlp(), tasks[:2], sgd, config, tmp_path,
+                                    kill_at=(1, 3))
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
   with pytest.raises(ValueError, match='from another run: config, tasks'):
     loop.train_continual(mlp(), tasks, sgd, CONFIG, checkpoint_dir=tmp_path)
@@ -419,16 +403,8 @@ def test_capacity_used_is_recorded_after_every_task_for_classp(tasks, tmp_path):
   assert used[-1] == pytest.approx(
       float(classp_stats(result.opt_state).capacity_used))
   assert result.to_json()['capacity_used'] == used
-
-  def kill(task, step, loss):
-    if task == 2:
-      raise Interrupted
-
-  with pytest.raises(Interrupted):
-    loop.train_continual(mlp(), tasks, method, CONFIG, checkpoint_dir=tmp_path,
-                         on_step=kill)
-  resumed = loop.train_continual(mlp(), tasks, method, CONFIG,
-                                 checkpoint_dir=tmp_path)
+  resumed, _ = _killed_then_resumed(mlp(), tasks, method, CONFIG, tmp_path,
+                                    kill_at=(2, 1))
   assert resumed.capacity_used == used
   assert loop.train_continual(mlp(), tasks[:1], methods.sgd_method(0.1),
                               CONFIG).capacity_used == []
