@@ -207,22 +207,33 @@ def part_c(data_dir, num_tasks):
         f'{floor:.1%} of the arithmetic')
 
 
+def _at_least_one(text: str) -> int:
+  """An argparse type: an integer >= 1 (argparse names the option)."""
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value < 1:
+    raise argparse.ArgumentTypeError(f'must be an integer >= 1, got {text!r}')
+  return value
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--data-dir', default=None,
                       help=f'default: ${datasets.DATA_DIR_ENV}')
   parser.add_argument('--part', choices=['a', 'b', 'c'], nargs='+',
                       default=['a', 'b', 'c'])
-  parser.add_argument('--batch-sizes', type=int, nargs='+',
+  parser.add_argument('--batch-sizes', type=_at_least_one, nargs='+',
                       default=[32, 128, 500])
-  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--repeats', type=_at_least_one, default=5)
   parser.add_argument('--models', choices=['mlp', 'cnn'], nargs='+',
                       default=['mlp', 'cnn'])
-  parser.add_argument('--mlp-steps', type=int, default=2000,
+  parser.add_argument('--mlp-steps', type=_at_least_one, default=2000,
                       help='steps at every batch size')
-  parser.add_argument('--cnn-examples', type=int, default=6400,
+  parser.add_argument('--cnn-examples', type=_at_least_one, default=6400,
                       help='examples (steps x batch size, at least 10 steps)')
-  parser.add_argument('--tasks', type=int, default=20)
+  parser.add_argument('--tasks', type=_at_least_one, default=20)
   args = parser.parse_args()
   print(f'{platform.node()}: {jax.devices()[0].device_kind}, '
         f'{len(jax.devices())} device(s), jax {jax.__version__}')
