@@ -1,5 +1,7 @@
 """Task streams: permuted, split, sequences, validation hold-out."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -131,3 +133,68 @@ def test_validation_tasks_never_touch_the_test_set():
     assert set(y_train) == set(task.classes)
     assert not {x.tobytes() for x in x_train} & {x.tobytes() for x in x_val}
   assert sum(len(t.test_index) for t in tasks) == 15
+
+
+def test_split_training_masks_follow_the_scenario():
+  """Row ``y`` of a task's training masks: the outputs the loss of an example
+  labelled ``y`` is taken over, valid for every label of the stream."""
+  ds = tiny_dataset()
+  groups = np.arange(10)[:, None] // 2 == np.arange(10)[None] // 2
+  for t in streams.split(ds, scenario='task'):
+    np.testing.assert_array_equal(t.train_logit_masks(), groups)
+  for t in streams.split(ds, scenario='class'):
+    assert t.train_logit_masks().shape == (10, 10)
+    assert t.train_logit_masks().all()
+  for t in streams.split(ds, scenario='domain'):
+    assert t.train_logit_masks().shape == (2, 2)
+    assert t.train_logit_masks().all()
+  # van de Ven & Tolias's class-incremental training: the classes seen so far.
+  seen = streams.split(ds, scenario='class', train_outputs='seen')
+  for i, t in enumerate(seen):
+    expected = np.arange(10) < 2 * (i + 1)
+    for row in t.train_logit_masks():
+      np.testing.assert_array_equal(row, expected)
+    assert t.logit_mask().all()  # scored on every output all the same
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(train_outputs='some'), "train_outputs must be one of ('all', 'seen')"),
+    (dict(scenario='task', train_outputs='seen'), "train_outputs='seen' applies"),
+])
+def test_split_rejects_bad_training_outputs(kwargs, message):
+  with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(
+      ')', r'\)')):
+    streams.split(tiny_dataset(), **kwargs)
+
+
+@pytest.mark.parametrize('scenario', streams.SCENARIOS)
+def test_joint_trains_task_t_on_every_task_so_far(scenario):
+  ds = tiny_dataset(n=60)
+  tasks = streams.split(ds, scenario=scenario)
+  joint = streams.joint(tasks)
+  for t, task in enumerate(joint):
+    np.testing.assert_array_equal(
+        task.train_index, np.concatenate([u.train_index for u in tasks[:t + 1]]))
+    np.testing.assert_array_equal(task.test_index, tasks[t].test_index)
+    np.testing.assert_array_equal(task.train_logit_masks(),
+                                  tasks[t].train_logit_masks())
+    x, y = task.train_batch(np.arange(task.num_train))
+    want_x, want_y = zip(*(u.train_batch(np.arange(u.num_train))
+                           for u in tasks[:t + 1]), strict=True)
+    np.testing.assert_array_equal(x, np.concatenate(want_x))
+    np.testing.assert_array_equal(y, np.concatenate(want_y))
+  assert joint[0].num_train == tasks[0].num_train
+  assert joint[-1].num_train == sum(u.num_train for u in tasks)
+
+
+def test_joint_needs_one_dataset_without_permutations():
+  ds = tiny_dataset()
+  with pytest.raises(ValueError, match='joint training needs tasks drawn'):
+    streams.joint(streams.permuted(ds, 2))
+  with pytest.raises(ValueError, match='joint training needs tasks drawn'):
+    streams.joint(streams.sequence(ds, tiny_dataset(name='other')))
+  own_heads = [dataclasses.replace(t, train_masks=None)
+               for t in streams.split(ds, scenario='task')]
+  with pytest.raises(ValueError, match='training masks for every label'):
+    streams.joint(own_heads)
+  assert streams.joint([]) == []

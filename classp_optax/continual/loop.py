@@ -39,6 +39,7 @@ from classp_optax import tree_bytes
 from classp_optax._state_search import find_all
 from classp_optax.continual import metrics
 from classp_optax.continual import steps as compiled
+from classp_optax.continual import streams
 from classp_optax.continual.checkpoint import RunCheckpointer
 from classp_optax.continual.methods import Method
 from classp_optax.continual.methods import fresh_state
@@ -71,6 +72,8 @@ class TrainConfig:
     eval_batch_size: examples per evaluation step.
     seed: seeds the data order (with the task and epoch).
     fisher_samples: training examples of a task for a Fisher (EWC).
+    steps_per_task: if set, every task trains for this many steps (epoch
+      after epoch, the last one cut short) instead of ``epochs``.
   """
 
   epochs: int | Sequence[int] = 1
@@ -78,9 +81,16 @@ class TrainConfig:
   eval_batch_size: int = 1000
   seed: int = 0
   fisher_samples: int = 1000
+  steps_per_task: int | None = None
 
   def epochs_for(self, task: int) -> int:
     return self.epochs if isinstance(self.epochs, int) else self.epochs[task]
+
+  def steps_for(self, task: int, num_train: int) -> int:
+    """Steps of task ``task``, which has ``num_train`` training examples."""
+    if self.steps_per_task is not None:
+      return self.steps_per_task
+    return num_train // self.batch_size * self.epochs_for(task)
 
 
 @dataclasses.dataclass
@@ -226,27 +236,29 @@ def task_fisher(model, task: Task, num_samples: int, seed: int):
   rng = np.random.default_rng([seed, 7919])
   positions = rng.permutation(task.num_train)[:num_samples]
   x, y = task.train_batch(np.sort(positions))
-  mask = jnp.asarray(task.logit_mask())
+  masks = jnp.asarray(task.train_logit_masks())
   model.eval()  # before the split: the graph definition holds the mode
   try:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   finally:
     model.train()
   return empirical_fisher(compiled.fisher_example_loss(graphdef), params,
-                          jnp.asarray(x), jnp.asarray(y), rest, mask)
+                          jnp.asarray(x), jnp.asarray(y), rest, masks)
 
 
 def task_order(config: 'TrainConfig', t: int, num_train: int) -> np.ndarray:
   """``(steps, batch_size)`` positions in task ``t``'s training set: row ``s``
   is step ``s``'s batch. Each epoch is a permutation seeded by the seed, the
-  task and the epoch; its last incomplete batch is dropped."""
+  task and the epoch; its last incomplete batch is dropped. With
+  ``config.steps_per_task``, the epochs go on until that many steps."""
   steps_per_epoch = num_train // config.batch_size
   used = steps_per_epoch * config.batch_size
+  steps = config.steps_for(t, num_train)
   return np.concatenate([
       np.random.default_rng([config.seed, t, epoch]).permutation(num_train)[
           :used].reshape(steps_per_epoch, config.batch_size)
-      for epoch in range(config.epochs_for(t))
-  ]).astype(np.int32)
+      for epoch in range(-(-steps // steps_per_epoch))
+  ])[:steps].astype(np.int32)
 
 
 class StiffnessWarning(UserWarning):
@@ -283,7 +295,7 @@ def _warn_if_stiff(method: Method, task: int, value: float) -> None:
 
 
 def _train_task(model, optimizer, order: np.ndarray, data: tuple,
-                logit_mask, placement: _Placement, first_step: int,
+                logit_masks, placement: _Placement, first_step: int,
                 steps_per_call: int, progress) -> None:
   """Steps ``first_step`` onwards of a task whose batches are the rows of
   ``order`` (positions in ``data``, the task's training set on the device).
@@ -309,7 +321,7 @@ def _train_task(model, optimizer, order: np.ndarray, data: tuple,
       index[:count] = order[step:step + count]
       state, losses = compiled.train_steps(
           graphdef, state, *data, *placement.batch_rows(index), count,
-          logit_mask, batch_sharding=placement.batch_sharding)
+          logit_masks, batch_sharding=placement.batch_sharding)
       if pending is not None:
         read(pending)
       pending, step = (step, count, losses), step + count
@@ -352,7 +364,7 @@ def train_continual(
     make_model: builds the freshly initialised model.
     tasks: the stream.
     method: the optimizer recipe.
-    config: epochs, batch sizes, seed.
+    config: epochs or steps per task, batch sizes, seed.
     checkpoint_dir: if given, a checkpoint is written after every task (and
       within tasks, see below), and a run finding one there resumes from it.
     run_fingerprint: what identifies the run in its checkpoints; a resume
@@ -395,6 +407,12 @@ def train_continual(
   if checkpoint_every_seconds is not None and not checkpoint_every_seconds > 0:
     raise ValueError('checkpoint_every_seconds must be None or > 0, got '
                      f'{checkpoint_every_seconds}.')
+  if config.steps_per_task is not None and (
+      isinstance(config.steps_per_task, bool)
+      or not isinstance(config.steps_per_task, int)
+      or config.steps_per_task < 1):
+    raise ValueError('steps_per_task must be None or an integer >= 1, got '
+                     f'{config.steps_per_task!r}.')
   if steps_per_call is not None and (
       isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int)
       or steps_per_call < 1):
@@ -408,8 +426,12 @@ def train_continual(
   stiffness: list = []
   capacity_used: list = []  # CLASSP's, after each task
 
+  # What each task trains on: the task, or for joint training every task
+  # so far; it is scored on the tasks as they are.
+  train_tasks = streams.joint(tasks) if method.joint else list(tasks)
+
   def steps_for(t):
-    return tasks[t].num_train // config.batch_size * config.epochs_for(t)
+    return config.steps_for(t, train_tasks[t].num_train)
 
   # Where the run stands: task `first_task`, its first `first_step` steps done.
   first_task, first_step, wall_time = 0, 0, 0.0
@@ -496,7 +518,7 @@ def train_continual(
 
   # Each task's training data is padded to the largest task's size, so that
   # one compiled train step serves them all.
-  max_train = max(task.num_train for task in tasks)
+  max_train = max(task.num_train for task in train_tasks)
 
   def train_data(task):
     x, y = task.train_batch(np.arange(task.num_train))
@@ -520,8 +542,10 @@ def train_continual(
                            set_hyperparams(opt_state, **v))
       placement.replicate(optimizer)
       bar.set_postfix_str(task.name)
-      _train_task(model, optimizer, task_order(config, t, task.num_train),
-                  train_data(task), placement.replicated(task.logit_mask())[0],
+      _train_task(model, optimizer,
+                  task_order(config, t, train_tasks[t].num_train),
+                  train_data(train_tasks[t]),
+                  placement.replicated(train_tasks[t].train_logit_masks())[0],
                   placement, first_step if resuming_mid_task else 0,
                   steps_per_call, progress_t)
       if not _all_finite(nnx.state((model, optimizer))):

@@ -1,4 +1,5 @@
-"""The methods compared: CLASSP, EWC, SI, and Optax's SGD, Adam and AdaGrad.
+"""The methods compared: CLASSP, EWC, SI, Optax's SGD, Adam and AdaGrad, and
+joint training (the upper bound).
 
 A :class:`Method` gives one Optax transform for the whole run, and the
 loop keeps one optimizer state across tasks (unless ``reset_state`` is set).
@@ -55,6 +56,8 @@ class Method:
     reset_state: start every task with a fresh state for the optimizer; a
       penalty's state (EWC's Fisher and anchors, SI's importances) is kept,
       since it is the memory of the earlier tasks.
+    joint: train task ``t`` on the data of tasks ``0 .. t`` together
+      (:func:`~classp_optax.continual.streams.joint`): the upper bound.
     stiffness: if set, ``stiffness(opt_state)`` gives the largest product of
       the learning rate and the penalty's curvature on any weight, and
       ``stiffness_bound`` the value past which SGD on the penalty oscillates
@@ -67,6 +70,7 @@ class Method:
   hyperparams_for_task: Callable[[int], dict] | None = None
   consolidate: Callable | None = None
   reset_state: bool = False
+  joint: bool = False
   stiffness: Callable | None = None
   stiffness_bound: float = 2.0
 
@@ -309,6 +313,23 @@ def adagrad_method(learning_rate: float = 0.03) -> Method:
   return Method('adagrad', dict(learning_rate=learning_rate), tx)
 
 
+def joint_method(
+    learning_rate: float = 0.03,
+    optimizer: str = 'sgd',
+    momentum: float = 0.0,
+    threshold: float = 0.0,
+    power: float = 1.0,
+    eps: float = 1e-5,
+) -> Method:
+  """Joint training, the usual upper bound: each task trains on the data of
+  every task so far together, with an optimizer as for :func:`ewc_method`
+  (van de Ven & Tolias's "offline" and "joint" rows use Adam)."""
+  tx, inner_settings, _ = _inner(
+      'joint', optimizer, learning_rate, momentum, threshold, power, eps)
+  return Method('joint', dict(learning_rate=learning_rate, optimizer=optimizer,
+                              **inner_settings), tx, joint=True)
+
+
 METHODS = {
     'classp': classp_method,
     'ewc': ewc_method,
@@ -316,6 +337,7 @@ METHODS = {
     'sgd': sgd_method,
     'adam': adam_method,
     'adagrad': adagrad_method,
+    'joint': joint_method,
 }
 
 

@@ -32,7 +32,7 @@ def masked_cross_entropy(logits, labels, logit_mask):
 
 @functools.partial(jax.jit, static_argnames=('graphdef', 'batch_sharding'),
                    donate_argnames=('state',))
-def train_steps(graphdef, state, inputs, labels, index, count, logit_mask,
+def train_steps(graphdef, state, inputs, labels, index, count, logit_masks,
                 batch_sharding=None):
   """Steps ``0 .. count - 1`` of one dispatch.
 
@@ -48,7 +48,8 @@ def train_steps(graphdef, state, inputs, labels, index, count, logit_mask,
       CPU one step at a time.
     count: how many steps to take (traced: any count up to ``max_steps``
       runs the same compiled loop); 1 when ``index`` has one row.
-    logit_mask: the outputs the loss is taken over.
+    logit_masks: ``(labels, outputs)``; row ``y`` names the outputs the loss
+      of an example labelled ``y`` is taken over.
     batch_sharding: where a batch lives (data parallelism), or None.
 
   Returns:
@@ -63,7 +64,7 @@ def train_steps(graphdef, state, inputs, labels, index, count, logit_mask,
       x = jax.lax.with_sharding_constraint(x, batch_sharding)
 
     def loss_fn(model):
-      return masked_cross_entropy(model(x), y, logit_mask).mean()
+      return masked_cross_entropy(model(x), y, logit_masks[y]).mean()
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
@@ -97,12 +98,13 @@ def correct_count(graphdef, state, inputs, labels, valid, logit_mask):
 
 @functools.lru_cache(maxsize=16)
 def fisher_example_loss(graphdef):
-  """``loss(params, x, y, rest, logit_mask)`` of one example, for
+  """``loss(params, x, y, rest, logit_masks)`` of one example (its loss over
+  the outputs of row ``y`` of ``logit_masks``), for
   :func:`classp_optax.empirical_fisher`, with ``graphdef`` from
   ``nnx.split(model, nnx.Param, ...)`` in eval mode. Cached, so that every
   task of a run (the same ``graphdef``) shares one compiled Fisher."""
 
-  def loss(params, x, y, rest, logit_mask):
+  def loss(params, x, y, rest, logit_masks):
     model = nnx.merge(graphdef, params, rest, copy=True)
-    return masked_cross_entropy(model(x[None]), y[None], logit_mask)[0]
+    return masked_cross_entropy(model(x[None]), y[None], logit_masks[y])[0]
   return loss

@@ -11,6 +11,9 @@ from classp_optax.continual.datasets import Dataset
 # van de Ven & Tolias, 2019, Three scenarios for continual learning,
 # https://arxiv.org/abs/1904.07734
 SCENARIOS = ('task', 'domain', 'class')
+# Which outputs a class-incremental task trains: every class, or the classes
+# seen so far (van de Ven & Tolias's "active classes").
+TRAIN_OUTPUTS = ('all', 'seen')
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -27,6 +30,11 @@ class Task:
     permutation: a fixed permutation of the flattened pixels, or None.
     label_map: if set, ``label_map[y]`` is the target for dataset label ``y``
       (domain-incremental: the position of ``y`` in its task's classes).
+    train_masks: if set, a ``(num_outputs, num_outputs)`` boolean table
+      whose row ``y`` names the outputs the training loss of an example
+      labelled ``y`` is taken over, for every label of the stream (so that
+      a batch may mix tasks, as joint training's does); if None, every
+      example's is :meth:`logit_mask`.
   """
 
   name: str
@@ -37,6 +45,7 @@ class Task:
   own_head: bool = False
   permutation: np.ndarray | None = None
   label_map: np.ndarray | None = None
+  train_masks: np.ndarray | None = None
 
   @property
   def num_train(self) -> int:
@@ -82,6 +91,13 @@ class Task:
     mask[list(self.classes) if self.own_head else slice(None)] = True
     return mask
 
+  def train_logit_masks(self) -> np.ndarray:
+    """Row ``y``: the outputs trained for an example labelled ``y``."""
+    if self.train_masks is not None:
+      return self.train_masks
+    return np.broadcast_to(self.logit_mask(),
+                           (self.num_outputs, self.num_outputs))
+
 
 def _all(n):
   return np.arange(n)
@@ -110,6 +126,7 @@ def split(
     dataset: Dataset,
     groups: Sequence[Sequence[int]] | None = None,
     scenario: str = 'class',
+    train_outputs: str = 'all',
 ) -> list[Task]:
   """Split tasks: each task a group of classes (by default, pairs 0-1, 2-3...).
 
@@ -125,9 +142,18 @@ def split(
         position in its task (for pairs 0-1, 2-3...: the class's parity).
       * ``'class'``: class-incremental; one head over every class, global
         labels, every output scored.
+    train_outputs: of the class-incremental scenario, the outputs each task
+      trains: ``'all'``, or ``'seen'``, the classes of the tasks so far (as
+      van de Ven & Tolias train). Every output is scored either way.
   """
   if scenario not in SCENARIOS:
     raise ValueError(f'scenario must be one of {SCENARIOS}, got {scenario!r}.')
+  if train_outputs not in TRAIN_OUTPUTS:
+    raise ValueError(f'train_outputs must be one of {TRAIN_OUTPUTS}, got '
+                     f'{train_outputs!r}.')
+  if train_outputs == 'seen' and scenario != 'class':
+    raise ValueError("train_outputs='seen' applies to the class scenario only, "
+                     f'not {scenario!r}.')
   if groups is None:
     groups = [(c, c + 1) for c in range(0, dataset.num_classes - 1, 2)]
   seen = [c for g in groups for c in g]
@@ -145,15 +171,23 @@ def split(
     label_map = np.zeros(dataset.num_classes, np.int32)
     for g in groups:
       label_map[list(g)] = np.arange(len(g))
-  return [
-      Task(
-          name=f'{dataset.name} {"-".join(map(str, g))}', dataset=dataset,
-          train_index=np.flatnonzero(np.isin(dataset.y_train, g)),
-          test_index=np.flatnonzero(np.isin(dataset.y_test, g)),
-          classes=tuple(g), own_head=scenario == 'task', label_map=label_map,
-      )
-      for g in groups
-  ]
+  tasks = []
+  for i, g in enumerate(groups):
+    task = Task(
+        name=f'{dataset.name} {"-".join(map(str, g))}', dataset=dataset,
+        train_index=np.flatnonzero(np.isin(dataset.y_train, g)),
+        test_index=np.flatnonzero(np.isin(dataset.y_test, g)),
+        classes=tuple(g), own_head=scenario == 'task', label_map=label_map,
+    )
+    masks = np.ones((task.num_outputs, task.num_outputs), bool)
+    if scenario == 'task':  # each label trains its own task's outputs
+      for group in groups:
+        masks[list(group)] = np.isin(np.arange(task.num_outputs), group)
+    elif train_outputs == 'seen':
+      masks[:] = np.isin(np.arange(task.num_outputs),
+                         [c for group in groups[:i + 1] for c in group])
+    tasks.append(dataclasses.replace(task, train_masks=masks))
+  return tasks
 
 
 def sequence(*datasets: Dataset) -> list[Task]:
@@ -166,6 +200,36 @@ def sequence(*datasets: Dataset) -> list[Task]:
            test_index=_all(len(d.y_test)),
            classes=tuple(range(d.num_classes)))
       for d in datasets
+  ]
+
+
+def joint(tasks: Sequence[Task]) -> list[Task]:
+  """Joint training's stream, the usual upper bound: task ``t`` trains on the
+  training data of tasks ``0 .. t`` together (each example with its own
+  task's training outputs) and keeps task ``t``'s test set.
+
+  The tasks must draw on one dataset without permutations, as split
+  streams do, and their training masks must hold for every label.
+  """
+  if not tasks:
+    return []
+  if (len({id(task.dataset) for task in tasks}) != 1
+      or any(task.permutation is not None for task in tasks)):
+    raise ValueError(
+        'joint training needs tasks drawn from one dataset without '
+        'permutations (a split stream); got '
+        f'{[task.name for task in tasks]}.')
+  if any(task.own_head and task.train_masks is None for task in tasks):
+    raise ValueError(
+        'joint training of tasks with their own heads needs their training '
+        'masks for every label (Task.train_masks), as split() sets them.')
+  return [
+      dataclasses.replace(
+          task, name=f'{task.name} (joint)',
+          train_index=np.concatenate([u.train_index for u in tasks[:t + 1]]),
+          classes=tuple(c for u in tasks[:t + 1] for c in u.classes),
+          train_masks=task.train_logit_masks())
+      for t, task in enumerate(tasks)
   ]
 
 
