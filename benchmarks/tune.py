@@ -1,6 +1,8 @@
 """Tunes every method with the same budget, on validation data, then tests.
 
     python benchmarks/tune.py permuted-mnist-10 --data-dir ../shared/data
+    python benchmarks/tune.py split-mnist-vdv-domain --data-dir ../shared/data \
+        --methods classp,ewc:classp,si:classp
     python benchmarks/tune.py --list
 
 For each method, every configuration of its grid (6 each: the same budget)
@@ -38,6 +40,9 @@ TARGETS = {
     'split-mnist-class': ('--benchmark', 'split-mnist', '--scenario', 'class'),
     'split-fmnist': ('--benchmark', 'split-fmnist'),
     'mnist-fashion-mlp': ('--benchmark', 'mnist-fashion', '--model', 'mlp'),
+    **{f'split-mnist-vdv-{scenario}': ('--benchmark', 'split-mnist-vdv',
+                                       '--scenario', scenario)
+       for scenario in ('task', 'domain', 'class')},
 }
 # The targets that are a benchmark as it runs by default: their choices are
 # that benchmark's defaults (``--record`` writes them to tuned.json).
@@ -72,7 +77,40 @@ SPACES = {
         learning_rate=[3e-4, 1e-3, 3e-3], threshold=[0.5, 2.0], power=[2.0],
         decay_from_task=[0], later_threshold=[None], relative_threshold=[True]),
 }
+
+# van de Ven & Tolias's protocol: CLASSP alone and under their EWC and SI
+# penalties (at their strength for the scenario and 100 or 10 times less),
+# each with six configurations like every other method.
+def _vdv_spaces(ewc_strength: float, si_strength: float) -> dict:
+  rates = [1e-3, 3e-3, 1e-2]
+  classp_settings = dict(optimizer=['classp'], power=[2.0], threshold=[1e-5])
+  return {
+      'classp': _grid(learning_rate=rates, threshold=[1e-5, 1e-3], power=[2.0],
+                      decay_from_task=[0], later_threshold=[None]),
+      'ewc:classp': _grid(learning_rate=rates,
+                          strength=[ewc_strength / 100, ewc_strength],
+                          **classp_settings),
+      'si:classp': _grid(learning_rate=rates,
+                         strength=[si_strength / 10, si_strength],
+                         **classp_settings),
+  }
+
+
+TARGET_SPACES = {
+    'split-mnist-vdv-task': _vdv_spaces(1e7, 50.0),
+    'split-mnist-vdv-domain': _vdv_spaces(1e6, 500.0),
+    'split-mnist-vdv-class': _vdv_spaces(1e8, 0.5),
+}
 DEFAULT_METHODS = [name for name in SPACES if ':' not in name]
+
+
+def space(target: str, method: str) -> list[dict]:
+  """The grid of ``method`` on ``target``."""
+  spaces = {**SPACES, **TARGET_SPACES.get(target, {})}
+  if method not in spaces:
+    raise SystemExit(f'no grid for {method} on {target}; grids: '
+                     f'{sorted(spaces)}.')
+  return spaces[method]
 VALIDATION = 0.1
 TEST_SEEDS = (0, 1, 2)
 
@@ -143,8 +181,9 @@ def main(argv=None) -> int:
   report = (json.loads(summary_file.read_text())['report']
             if summary_file.exists() else {})
   for method in args.methods.split(','):
+    grid = space(args.target, method)
     scores = []
-    for config in SPACES[method]:
+    for config in grid:
       result = _run([*base, '--methods', method, *_sets(method, config),
                      '--validation', str(VALIDATION), '--seed', '0'],
                     root / 'search' / method / _slug(config))
@@ -154,12 +193,12 @@ def main(argv=None) -> int:
     if scores[best] == float('-inf'):
       raise SystemExit(f'{method}: every configuration is past the stability '
                        'bound of SGD on its penalty; widen the grid.')
-    tests = [_run([*base, '--methods', method, *_sets(method, SPACES[method][best]),
+    tests = [_run([*base, '--methods', method, *_sets(method, grid[best]),
                    '--seed', str(seed)],
-                  root / 'test' / method / _slug(SPACES[method][best]) / f'seed{seed}')
+                  root / 'test' / method / _slug(grid[best]) / f'seed{seed}')
              for seed in TEST_SEEDS]
     report[method] = dict(
-        best=SPACES[method][best],
+        best=grid[best],
         validation_scores=[s if np.isfinite(s) else None for s in scores],
         **{key: [float(np.mean([t[key] for t in tests])),
                  float(np.std([t[key] for t in tests]))]
@@ -170,7 +209,8 @@ def main(argv=None) -> int:
   summary_file.write_text(json.dumps(dict(
       target=args.target, command=command, budget_per_method=6,
       validation_fraction=VALIDATION, test_seeds=list(TEST_SEEDS),
-      spaces=SPACES, report=report), indent=2))
+      spaces={method: space(args.target, method) for method in report},
+      report=report), indent=2))
   if args.record:
     _record(args.target, report)
   print(f'\n{args.target}: best of 6 configurations per method on a '
@@ -179,9 +219,9 @@ def main(argv=None) -> int:
         '| learning accuracy | state bytes |')
   print('|---|---|---|---|---|---|')
   for method, r in report.items():
+    grid = space(args.target, method)
     chosen = ', '.join(f'{k}={v}' for k, v in r['best'].items()
-                       if len(SPACES[method]) and len(
-                           {str(c[k]) for c in SPACES[method]}) > 1)
+                       if len({str(c[k]) for c in grid}) > 1)
     print(f'| {method} | {chosen} | {r["average_accuracy"][0]:.3f} ± '
           f'{r["average_accuracy"][1]:.3f} | {r["forgetting"][0]:.3f} ± '
           f'{r["forgetting"][1]:.3f} | {r["learning_accuracy"][0]:.3f} | '

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from classp_optax.continual import cli
+from classp_optax.continual import suites
+from classp_optax.continual.datasets import load_digits
+from classp_optax.continual.suites import SUITES
 
 
 def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
@@ -56,6 +59,10 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
     (['--benchmark', 'permuted-digits', '--scenario', 'class'],
      '--scenario applies to split benchmarks only'),
     (['--checkpoint-every', '0'], '--checkpoint-every must be >= 1'),
+    (['--benchmark', 'permuted-digits', '--methods', 'sgd,joint'],
+     'joint training needs tasks drawn from one dataset'),
+    (['--steps-per-task', '0'], '--steps-per-task must be >= 1'),
+    (['--steps-per-task', '3', '--epochs', '2'], 'exclude each other'),
     (['--resume', '--overwrite'], 'exclude each other'),
     (['--methods', 'adam', '--set', 'adam.learning_rate=abc'],
      "adam.learning_rate must be a real number in (0.0, inf), got 'abc'"),
@@ -124,6 +131,61 @@ def test_scenarios_of_split_benchmarks(tmp_path, capsys, scenario, outputs,
   assert np.all(np.diag(r) > chance + 0.2)  # every task is learnt
   if scenario == 'class':  # a shared head forgets the old classes entirely
     assert np.all(r[-1, :-1] < 0.1)
+
+
+def test_steps_per_task_from_the_command_line(tmp_path, capsys):
+  assert cli.main(['--methods', 'sgd', '--steps-per-task', '4', '--out',
+                   str(tmp_path), '--no-progress']) == 0
+  saved = json.loads((tmp_path / 'results.json').read_text())
+  assert saved['config']['steps_per_task'] == 4
+
+
+# van de Ven & Tolias (2019): their code's settings for split MNIST
+# (GMvandeVen/continual-learning, param_values.py at f0b1461).
+@pytest.mark.parametrize('scenario,ewc,online,gamma,si', [
+    ('task', 1e7, 1e8, 0.8, 50.0),
+    ('domain', 1e6, 1e8, 0.7, 500.0),
+    ('class', 1e8, 1e9, 0.8, 0.5),
+])
+def test_the_van_de_ven_preset_has_the_published_settings_per_scenario(
+    scenario, ewc, online, gamma, si):
+  args = cli.build_parser().parse_args([
+      '--benchmark', 'split-mnist-vdv', '--scenario', scenario,
+      '--methods', 'adam,ewc,ewc:online,si,joint'])
+  chosen = {m.name: m.hyperparams for m in cli.choose_methods(
+      args, SUITES['split-mnist-vdv'], scenario)}
+  for name in chosen:
+    assert chosen[name]['learning_rate'] == 1e-3
+    if name != 'adam':
+      assert chosen[name]['optimizer'] == 'adam'
+  assert chosen['ewc']['strength'] == ewc and chosen['ewc']['mode'] == 'separate'
+  assert chosen['ewc:online'] == dict(chosen['ewc:online'], strength=online,
+                                      mode='online', decay=gamma)
+  assert chosen['si']['strength'] == si and chosen['si']['damping'] == 0.1
+  suite = SUITES['split-mnist-vdv']
+  assert (suite.hidden, suite.batch_size, suite.steps_per_task, suite.init) == (
+      (400, 400), 128, 2000, 'torch')
+  # --set still wins over the preset.
+  args = cli.build_parser().parse_args([
+      '--benchmark', 'split-mnist-vdv', '--methods', 'ewc:online',
+      '--set', 'ewc:online.strength=3.0'])
+  assert cli.choose_methods(args, suite, 'task')[0].hyperparams[
+      'strength'] == 3.0
+
+
+def test_the_van_de_ven_preset_pairs_classes_by_seed():
+  """As in their code, each seed assigns the digits to tasks at random."""
+  ds = load_digits()
+  pairs = {seed: [t.classes for t in suites.split_pairs_by_seed(ds, seed, 'task')]
+           for seed in (0, 1)}
+  for groups in pairs.values():
+    assert sorted(c for g in groups for c in g) == list(range(10))
+    assert all(len(g) == 2 for g in groups)
+  assert pairs[0] != pairs[1]
+  assert pairs[0] == [t.classes for t in suites.split_pairs_by_seed(ds, 0, 'task')]
+  seen = suites.split_pairs_by_seed(ds, 0, 'class')
+  np.testing.assert_array_equal(
+      seen[0].train_logit_masks()[0], np.isin(np.arange(10), pairs[0][0]))
 
 
 def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path):

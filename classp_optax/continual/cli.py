@@ -13,6 +13,7 @@ folder; checkpoints go to its ``checkpoints/<method>/``.
 
 import argparse
 import ast
+import dataclasses
 import json
 import pathlib
 import shlex
@@ -69,11 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help='a hyperparameter, e.g. ewc.strength=1000 or '
                            'classp:sparse.threshold=1e-3 (repeatable)')
   parser.add_argument('--epochs', help='per task: N, or N1,N2,... per task')
+  parser.add_argument('--steps-per-task', type=int, metavar='N',
+                      help='train every task for N steps instead of epochs')
   parser.add_argument('--batch-size', type=int)
   parser.add_argument('--tasks', type=int, help='tasks of a permuted stream')
   parser.add_argument('--model', choices=('mlp', 'cnn'))
-  parser.add_argument('--init', choices=models.INITS, default='flax',
-                      help="the MLP's initialisation: Flax's or PyTorch's")
+  parser.add_argument('--init', choices=models.INITS,
+                      help="the MLP's initialisation: Flax's or PyTorch's "
+                           "(default: the benchmark's, mostly Flax's)")
   parser.add_argument('--standardize', action='store_true',
                       help="scale pixels by the training set's mean and std")
   parser.add_argument('--validation', type=float, metavar='FRACTION',
@@ -164,13 +168,20 @@ def check_args(args, suite) -> None:
   if not args.checkpoint_minutes > 0:
     raise ValueError(
         f'--checkpoint-minutes must be > 0, got {args.checkpoint_minutes}.')
+  if args.steps_per_task is not None:
+    if args.steps_per_task < 1:
+      raise ValueError(
+          f'--steps-per-task must be >= 1, got {args.steps_per_task}.')
+    if args.epochs is not None:
+      raise ValueError('--steps-per-task and --epochs exclude each other.')
   if args.resume and args.overwrite:
     raise ValueError('--resume and --overwrite exclude each other.')
 
 
-def choose_methods(args, suite) -> list[methods.Method]:
-  """The methods of ``--methods`` with the benchmark's defaults and ``--set``;
-  every name and value is checked here, before any data is loaded."""
+def choose_methods(args, suite, scenario=None) -> list[methods.Method]:
+  """The methods of ``--methods`` with the benchmark's defaults (in
+  ``scenario``) and ``--set``; every name and value is checked here, before
+  any data is loaded."""
   labels = [m.strip() for m in args.methods.split(',') if m.strip()]
   twice = sorted({label for label in labels if labels.count(label) > 1})
   if twice:
@@ -183,9 +194,9 @@ def choose_methods(args, suite) -> list[methods.Method]:
     raise ValueError(f'--set names methods not in --methods: {unknown}.')
   chosen = []
   for label in labels:
-    kind, _ = methods.split_label(label)
+    methods.split_label(label)
     chosen.append(methods.make_method(
-        label, **{**suite.method_defaults.get(kind, {}),
+        label, **{**suite.defaults_for(label, scenario),
                   **overrides.get(label, {})}))
   return chosen
 
@@ -212,12 +223,15 @@ def _check_earlier_runs(args, out, chosen) -> None:
 def run(args) -> list[loop.RunResult]:
   suite = SUITES[args.benchmark]
   check_args(args, suite)
-  chosen = choose_methods(args, suite)
   scenario = args.scenario or (suite.scenarios or (None,))[0]
+  chosen = choose_methods(args, suite, scenario)
   epochs = _epochs(args.epochs) or suite.epochs
+  steps_per_task = args.steps_per_task or (
+      None if args.epochs else suite.steps_per_task)
+  init = args.init or suite.init
   config = loop.TrainConfig(
       epochs=epochs, batch_size=args.batch_size or suite.batch_size,
-      seed=args.seed,
+      seed=args.seed, steps_per_task=steps_per_task,
       eval_batch_size=1000 - 1000 % jax.device_count(),
   )
   if args.download:
@@ -231,16 +245,19 @@ def run(args) -> list[loop.RunResult]:
     tasks = streams.standardize_tasks(tasks)
   if args.validation is not None:
     tasks = streams.validation_tasks(tasks, args.validation, args.seed)
-  if not isinstance(epochs, int) and len(epochs) != len(tasks):
+  if (steps_per_task is None and not isinstance(epochs, int)
+      and len(epochs) != len(tasks)):
     raise ValueError(
         f'--epochs lists {len(epochs)} values for {len(tasks)} tasks.')
+  if any(method.joint for method in chosen):
+    streams.joint(tasks)  # refuses a stream joint training cannot run on
   model_name = args.model or suite.model
   image_shape = tasks[0].dataset.x_train.shape[1:]
   num_outputs = tasks[0].num_outputs
 
   def make_model():
     return models.make_model(model_name, image_shape, num_outputs, args.seed,
-                             hidden=suite.hidden, init=args.init)
+                             hidden=suite.hidden, init=init)
 
   mesh = None
   if jax.device_count() > 1:
@@ -253,7 +270,7 @@ def run(args) -> list[loop.RunResult]:
         checkpoint_dir=checkpoint_folder(out, method),
         run_fingerprint=dict(
             loop.fingerprint(method, args.benchmark, config, model_name),
-            scenario=scenario, standardize=args.standardize, init=args.init,
+            scenario=scenario, standardize=args.standardize, init=init,
             validation=args.validation),
         checkpoint_every_steps=args.checkpoint_every,
         checkpoint_every_seconds=60 * args.checkpoint_minutes,
@@ -264,6 +281,7 @@ def run(args) -> list[loop.RunResult]:
     title += f', {scenario}-incremental'
   (out / 'results.json').write_text(json.dumps(
       dict(benchmark=args.benchmark, scenario=scenario, seed=args.seed,
+           config=dataclasses.asdict(config), model=model_name, init=init,
            devices=[str(d) for d in jax.devices()],
            results=[r.to_json() for r in results]), indent=2))
   plots.plot_accuracy_curves(results, out / 'accuracy.png', title)

@@ -12,6 +12,8 @@ import dataclasses
 import json
 import pathlib
 
+import numpy as np
+
 from classp_optax.continual import datasets
 from classp_optax.continual import streams
 
@@ -31,6 +33,12 @@ class Suite:
     make_tasks: ``(data_dir, seed, num_tasks, scenario) -> list[Task]``.
     scenarios: the scenarios a split benchmark offers, the first the
       default; None for benchmarks with one fixed scenario.
+    steps_per_task: if set, steps per task instead of ``epochs``.
+    init: the MLP's initialisation (:data:`models.INITS`).
+    method_defaults: ``{method or labelled variant: settings}``; a labelled
+      variant takes its kind's settings, then its own.
+    scenario_defaults: ``{scenario: {method or variant: settings}}``, over
+      ``method_defaults`` in that scenario.
   """
 
   description: str
@@ -41,7 +49,20 @@ class Suite:
   batch_size: int = 32
   num_tasks: int | None = None
   scenarios: tuple[str, ...] | None = None
+  steps_per_task: int | None = None
+  init: str = 'flax'
   method_defaults: dict = dataclasses.field(default_factory=dict)
+  scenario_defaults: dict = dataclasses.field(default_factory=dict)
+
+  def defaults_for(self, label: str, scenario: str | None) -> dict:
+    """The settings of method ``label`` (``name`` or ``name:variant``)."""
+    kind = label.partition(':')[0]
+    layers = [self.method_defaults, self.scenario_defaults.get(scenario, {})]
+    settings = {}
+    for layer in layers:
+      for key in dict.fromkeys((kind, label)):
+        settings.update(layer.get(key, {}))
+    return settings
 
 
 def _split_digits(data_dir, seed, num_tasks, scenario):
@@ -70,6 +91,52 @@ def _mnist_fashion(data_dir, seed, num_tasks, scenario):
       datasets.load_idx_dataset('fashion-mnist', data_dir),
   )
 
+
+def split_pairs_by_seed(dataset, seed: int, scenario: str) -> list:
+  """Split tasks of two classes each, the classes paired at random by
+  ``seed``, as van de Ven & Tolias's code does; a class-incremental task
+  trains the outputs of the classes seen so far, as theirs does."""
+  order = np.random.default_rng(seed).permutation(dataset.num_classes)
+  groups = [tuple(int(c) for c in order[i:i + 2])
+            for i in range(0, len(order) - 1, 2)]
+  return streams.split(dataset, groups, scenario=scenario,
+                       train_outputs='seen' if scenario == 'class' else 'all')
+
+
+def _split_mnist_vdv(data_dir, seed, num_tasks, scenario):
+  return split_pairs_by_seed(datasets.load_idx_dataset('mnist', data_dir),
+                             seed, scenario)
+
+
+# van de Ven & Tolias (2019), "Three scenarios for continual learning",
+# arXiv 1904.07734: split MNIST, an MLP of two hidden layers of 400 ReLUs
+# (PyTorch's initialisation), Adam at 1e-3, batch 128, 2000 iterations per
+# task. Their penalties' settings per scenario are the ones their code sets
+# for the paper's experiments (GMvandeVen/continual-learning,
+# param_values.py at commit f0b1461); their EWC and SI penalties have this
+# project's scale (lambda/2 sum F (w - w*)^2 and c sum Omega (w - w*)^2).
+_VDV_ADAM = dict(optimizer='adam', learning_rate=1e-3)
+_VDV_SPLIT_MNIST = dict(
+    method_defaults={
+        'adam': dict(learning_rate=1e-3),
+        'joint': _VDV_ADAM,
+        'ewc': dict(_VDV_ADAM, mode='separate'),
+        'ewc:online': dict(_VDV_ADAM, mode='online'),
+        'si': dict(_VDV_ADAM, damping=0.1),
+    },
+    scenario_defaults={
+        scenario: {
+            'ewc': dict(strength=ewc),
+            'ewc:online': dict(strength=online, decay=gamma),
+            'si': dict(strength=si),
+        }
+        for scenario, ewc, online, gamma, si in [
+            ('task', 1e7, 1e8, 0.8, 50.0),
+            ('domain', 1e6, 1e8, 0.7, 500.0),
+            ('class', 1e8, 1e9, 0.8, 0.5),
+        ]
+    },
+)
 
 _TUNED = {name: record['methods'] for name, record in tuned_defaults().items()}
 
@@ -110,6 +177,11 @@ SUITES = {
         'MNIST under fixed pixel permutations, task 0 the identity, shared '
         'head', _permuted_mnist, 'mlp', batch_size=500, num_tasks=10,
         method_defaults=_TUNED['permuted-mnist']),
+    'split-mnist-vdv': Suite(
+        'MNIST in 5 tasks of 2 classes, paired by the seed, under van de Ven '
+        '& Tolias (2019)\'s protocol and settings', _split_mnist_vdv, 'mlp',
+        hidden=(400, 400), batch_size=128, steps_per_task=2000,
+        scenarios=streams.SCENARIOS, init='torch', **_VDV_SPLIT_MNIST),
     'mnist-fashion': Suite(
         "MNIST for 4 epochs then Fashion-MNIST for 1, the paper's CNN",
         _mnist_fashion, 'cnn', epochs=(4, 1), batch_size=32,
