@@ -169,8 +169,8 @@ def main(argv=None) -> int:
   if args.list or not args.target:
     for name, target in TARGETS.items():
       print(f'{name:20} classp-continual {" ".join(target)}')
-    for method, space in SPACES.items():
-      print(f'{method:8} {space}')
+    for method, grid in SPACES.items():
+      print(f'{method:8} {grid}')
     return 0
   base = [*TARGETS[args.target]]
   if args.data_dir:

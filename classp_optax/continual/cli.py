@@ -194,7 +194,6 @@ def choose_methods(args, suite, scenario=None) -> list[methods.Method]:
     raise ValueError(f'--set names methods not in --methods: {unknown}.')
   chosen = []
   for label in labels:
-    methods.split_label(label)
     chosen.append(methods.make_method(
         label, **{**suite.defaults_for(label, scenario),
                   **overrides.get(label, {})}))
