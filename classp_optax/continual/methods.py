@@ -62,6 +62,12 @@ class Method:
       the learning rate and the penalty's curvature on any weight, and
       ``stiffness_bound`` the value past which SGD on the penalty oscillates
       or diverges (infinite for optimizers that normalise their steps).
+    structure: what the compiled train step depends on besides the
+      optimizer's state: the transform and its static settings. Every
+      numeric hyperparameter is injected (``optax.inject_hyperparams``), so
+      methods of one structure differ only in their state, and a sweep
+      (:func:`~classp_optax.continual.sweep.train_sweep`) trains them in one
+      program. None: not known, never swept.
   """
 
   name: str
@@ -73,6 +79,7 @@ class Method:
   joint: bool = False
   stiffness: Callable | None = None
   stiffness_bound: float = 2.0
+  structure: tuple | None = None
 
   @property
   def kind(self) -> str:
@@ -110,14 +117,64 @@ def _momentum(method: str, value) -> None:
                        high_inclusive=False)
 
 
-def _sgd(learning_rate: float, momentum: float) -> optax.GradientTransformation:
-  return optax.sgd(learning_rate, momentum=momentum or None)
+def _injected(factory: Callable, static_args: tuple = (), **hyperparams
+              ) -> tuple[optax.GradientTransformation, tuple]:
+  """``factory(**hyperparams)`` with its numeric hyperparameters in the state
+  (``optax.inject_hyperparams``), and the structure of the result: the
+  factory and the settings compiled into its update (``static_args``, and
+  whatever is not a number: names, flags, None)."""
+  tx = optax.inject_hyperparams(factory, static_args=static_args)(**hyperparams)
+  static = tuple(sorted(
+      (name, value) for name, value in hyperparams.items()
+      if name in static_args or isinstance(value, bool)
+      or not isinstance(value, (numbers.Number, jax.Array))))
+  return tx, (factory.__name__, static)
+
+
+def _inner_tx(optimizer: str, learning_rate, momentum=None, threshold=None,
+              power=None, eps=None) -> optax.GradientTransformation:
+  """The optimizer named ``optimizer``; a factory for ``inject_hyperparams``
+  (the settings it does not use are None)."""
+  if optimizer == 'sgd':
+    return optax.sgd(learning_rate, momentum=momentum)
+  if optimizer == 'classp':
+    return classp(learning_rate, threshold=threshold, power=power, eps=eps)
+  return (optax.adam if optimizer == 'adam' else optax.adagrad)(learning_rate)
+
+
+def _ewc_tx(strength, optimizer: str, learning_rate, momentum=None,
+            threshold=None, power=None, eps=None):
+  return optax.chain(add_ewc_penalty(strength), _inner_tx(
+      optimizer, learning_rate, momentum, threshold, power, eps))
+
+
+def _si_tx(strength, optimizer: str, learning_rate, momentum=None,
+           threshold=None, power=None, eps=None):
+  return optax.chain(add_si_penalty(strength), _inner_tx(
+      optimizer, learning_rate, momentum, threshold, power, eps))
+
+
+def _inner_settings(optimizer: str, learning_rate, momentum, threshold, power,
+                    eps) -> dict:
+  """The arguments of :func:`_inner_tx` that ``optimizer`` takes; a momentum
+  of 0 is None, so that plain SGD keeps no trace."""
+  settings = dict(optimizer=optimizer, learning_rate=learning_rate)
+  if optimizer == 'sgd':
+    settings['momentum'] = momentum or None
+  if optimizer == 'classp':
+    settings.update(threshold=threshold, power=power, eps=eps)
+  return settings
 
 
 def _sgd_bound(momentum: float) -> float:
   """Heavy-ball SGD on a quadratic of curvature k is stable while
   ``lr * k < 2 (1 + momentum)``."""
   return 2.0 * (1.0 + momentum)
+
+
+def _static_power(optimizer: str) -> tuple:
+  """CLASSP's power picks its compiled path (1 and 2 take no ``pow``)."""
+  return ('power',) if optimizer == 'classp' else ()
 
 
 def _max_leaf(tree) -> float:
@@ -177,11 +234,13 @@ def classp_method(
     )
 
   # One transform for every task; the schedule lives in its state.
-  tx = optax.inject_hyperparams(classp, static_args='power')(
-      power=power, eps=eps, relative_threshold=relative_threshold, **{
+  tx, structure = _injected(
+      classp, static_args=('power',), power=power, eps=eps,
+      relative_threshold=relative_threshold, **{
           name: jnp.asarray(value) if name == 'apply_decay' else value
           for name, value in hyperparams_for_task(0).items()})
-  return Method('classp', hyperparams, tx, hyperparams_for_task)
+  return Method('classp', hyperparams, tx, hyperparams_for_task,
+                structure=structure)
 
 
 # The optimizers a penalty (EWC, SI) can run on, by name.
@@ -189,10 +248,11 @@ INNER_OPTIMIZERS = ('sgd', 'adam', 'adagrad', 'classp')
 
 
 def _inner(method: str, optimizer: str, learning_rate, momentum, threshold,
-           power, eps) -> tuple[optax.GradientTransformation, dict, float]:
-  """The optimizer under a penalty, the hyperparameters that define it, and
-  the stiffness bound past which it oscillates on the penalty (plain SGD:
-  2 (1 + momentum); the adaptive ones normalise their steps: none)."""
+           power, eps) -> tuple[dict, dict, float]:
+  """The arguments of :func:`_inner_tx` for the optimizer under a penalty,
+  the hyperparameters that define it, and the stiffness bound past which it
+  oscillates on the penalty (plain SGD: 2 (1 + momentum); the adaptive ones
+  normalise their steps: none)."""
   if optimizer not in INNER_OPTIMIZERS:
     raise ValueError(f'{method}.optimizer must be one of {INNER_OPTIMIZERS}, '
                      f'got {optimizer!r}.')
@@ -209,13 +269,13 @@ def _inner(method: str, optimizer: str, learning_rate, momentum, threshold,
       and classp_settings != dict(threshold=0.0, power=1.0, eps=1e-5)):
     raise ValueError(f'{method}.threshold, power and eps apply to '
                      f'optimizer=classp only, not {optimizer}.')
+  tx_settings = _inner_settings(optimizer, learning_rate, momentum, threshold,
+                                power, eps)
   if optimizer == 'sgd':
-    return (_sgd(learning_rate, momentum), dict(momentum=momentum),
-            _sgd_bound(momentum))
+    return tx_settings, dict(momentum=momentum), _sgd_bound(momentum)
   if optimizer == 'classp':
-    return classp(learning_rate, **classp_settings), classp_settings, math.inf
-  factory = optax.adam if optimizer == 'adam' else optax.adagrad
-  return factory(learning_rate), {}, math.inf
+    return tx_settings, classp_settings, math.inf
+  return tx_settings, {}, math.inf
 
 
 def ewc_method(
@@ -235,13 +295,14 @@ def ewc_method(
   The penalty's curvature on weight ``i`` is ``strength * F_i``, so SGD stays
   stable while ``learning_rate * strength * max F < 2 (1 + momentum)``.
   """
-  tx_inner, inner_settings, bound = _inner(
+  tx_settings, inner_settings, bound = _inner(
       'ewc', optimizer, learning_rate, momentum, threshold, power, eps)
   _non_negative('ewc', 'strength', strength)
   if mode not in _ewc.EWC_MODES:
     raise ValueError(f'ewc.mode must be one of {_ewc.EWC_MODES}, got {mode!r}.')
   _checks.check_scalar('ewc.decay', decay, low=0.0, high=1.0)
-  tx = optax.chain(add_ewc_penalty(strength), tx_inner)
+  tx, structure = _injected(_ewc_tx, _static_power(optimizer),
+                            strength=strength, **tx_settings)
 
   def consolidate(opt_state, params, fisher):
     return consolidate_ewc(opt_state, params, fisher(), mode=mode, decay=decay)
@@ -255,6 +316,7 @@ def ewc_method(
       dict(learning_rate=learning_rate, strength=strength, mode=mode,
            decay=decay, optimizer=optimizer, **inner_settings),
       tx, consolidate=consolidate, stiffness=stiffness, stiffness_bound=bound,
+      structure=structure,
   )
 
 
@@ -271,11 +333,12 @@ def si_method(
   """Synaptic Intelligence's penalty on top of an optimizer, as for
   :func:`ewc_method`. The penalty's curvature on weight ``i`` is
   ``2 * strength * Omega_i``."""
-  tx_inner, inner_settings, bound = _inner(
+  tx_settings, inner_settings, bound = _inner(
       'si', optimizer, learning_rate, momentum, threshold, power, eps)
   _non_negative('si', 'strength', strength)
   _positive('si', 'damping', damping)
-  tx = optax.chain(add_si_penalty(strength), tx_inner)
+  tx, structure = _injected(_si_tx, _static_power(optimizer),
+                            strength=strength, **tx_settings)
 
   def consolidate(opt_state, params, fisher):
     del fisher  # SI's importance comes from the path integral instead
@@ -290,27 +353,33 @@ def si_method(
       dict(learning_rate=learning_rate, strength=strength, damping=damping,
            optimizer=optimizer, **inner_settings),
       tx, consolidate=consolidate, stiffness=stiffness, stiffness_bound=bound,
+      structure=structure,
   )
 
 
 def sgd_method(learning_rate: float = 0.03, momentum: float = 0.0) -> Method:
   _positive('sgd', 'learning_rate', learning_rate)
   _momentum('sgd', momentum)
-  tx = _sgd(learning_rate, momentum)
+  tx, structure = _injected(_inner_tx, **_inner_settings(
+      'sgd', learning_rate, momentum, None, None, None))
   return Method('sgd', dict(learning_rate=learning_rate, momentum=momentum),
-                tx)
+                tx, structure=structure)
+
+
+def _plain_method(name: str, learning_rate: float) -> Method:
+  _positive(name, 'learning_rate', learning_rate)
+  tx, structure = _injected(_inner_tx, optimizer=name,
+                            learning_rate=learning_rate)
+  return Method(name, dict(learning_rate=learning_rate), tx,
+                structure=structure)
 
 
 def adam_method(learning_rate: float = 1e-3) -> Method:
-  _positive('adam', 'learning_rate', learning_rate)
-  tx = optax.adam(learning_rate)
-  return Method('adam', dict(learning_rate=learning_rate), tx)
+  return _plain_method('adam', learning_rate)
 
 
 def adagrad_method(learning_rate: float = 0.03) -> Method:
-  _positive('adagrad', 'learning_rate', learning_rate)
-  tx = optax.adagrad(learning_rate)
-  return Method('adagrad', dict(learning_rate=learning_rate), tx)
+  return _plain_method('adagrad', learning_rate)
 
 
 def joint_method(
@@ -324,10 +393,12 @@ def joint_method(
   """Joint training, the usual upper bound: each task trains on the data of
   every task so far together, with an optimizer as for :func:`ewc_method`
   (van de Ven & Tolias's "offline" and "joint" rows use Adam)."""
-  tx, inner_settings, _ = _inner(
+  tx_settings, inner_settings, _ = _inner(
       'joint', optimizer, learning_rate, momentum, threshold, power, eps)
+  tx, structure = _injected(_inner_tx, _static_power(optimizer), **tx_settings)
   return Method('joint', dict(learning_rate=learning_rate, optimizer=optimizer,
-                              **inner_settings), tx, joint=True)
+                              **inner_settings), tx, joint=True,
+                structure=structure)
 
 
 METHODS = {
