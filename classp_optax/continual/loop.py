@@ -109,8 +109,17 @@ class RunResult:
   capacity_used: list = dataclasses.field(default_factory=list)
   majority_accuracy: list = dataclasses.field(default_factory=list)
   diverged: dict | None = None
+  # In a sweep, what sets this run apart from the others: the swept
+  # hyperparameters and the seed.
+  swept: dict = dataclasses.field(default_factory=dict)
   model: nnx.Module | None = dataclasses.field(default=None, repr=False)
   opt_state: object = dataclasses.field(default=None, repr=False)
+
+  @property
+  def label(self) -> str:
+    """The method's label, and in a sweep what sets this run apart:
+    ``classp learning_rate=0.01 seed=1``."""
+    return ' '.join([self.method, *(f'{k}={v}' for k, v in self.swept.items())])
 
   @property
   def summary(self) -> dict:
@@ -137,7 +146,7 @@ class RunResult:
         stiffness=self.stiffness, stiffness_bound=self.stiffness_bound,
         capacity_used=self.capacity_used,
         majority_accuracy=self.majority_accuracy, not_learnt=self.not_learnt,
-        diverged=self.diverged, **self.summary,
+        diverged=self.diverged, swept=self.swept, **self.summary,
     )
 
 
@@ -294,6 +303,76 @@ def _warn_if_stiff(method: Method, task: int, value: float) -> None:
         StiffnessWarning, stacklevel=3)
 
 
+def start_task(model, optimizer, method: Method, t: int,
+               resuming_mid_task: bool = False) -> None:
+  """What a task starts with: a fresh optimizer state if the method resets
+  it (keeping a penalty's), and the method's hyperparameters for task ``t``."""
+  if t > 0 and method.reset_state and not resuming_mid_task:
+    _replace_opt_state(model, optimizer, lambda opt_state, params:
+                       fresh_state(optimizer.tx, params, opt_state))
+  if method.hyperparams_for_task is not None:
+    values = method.hyperparams_for_task(t)
+    _replace_opt_state(model, optimizer, lambda opt_state, _, v=values:
+                       set_hyperparams(opt_state, **v))
+
+
+def end_task(model, optimizer, method: Method, tasks: Sequence[Task], t: int,
+             config: TrainConfig, steps_done: int, stiffness: list,
+             capacity_used: list) -> None:
+  """What follows training task ``t``: the check that the state is finite,
+  the consolidation (EWC, SI) with its stiffness (appended to
+  ``stiffness``, with a warning past the bound), and CLASSP's capacity used
+  (appended to ``capacity_used``). Raises _Diverged at a non-finite state."""
+  if not _all_finite(nnx.state((model, optimizer))):
+    raise _Diverged(t, steps_done, 'the weights or optimizer state')
+  if method.consolidate is not None:
+    value = _consolidate(model, optimizer, method, functools.partial(
+        task_fisher, model, tasks[t], config.fisher_samples, config.seed))
+    if not _all_finite(nnx.state(optimizer)):
+      raise _Diverged(t, steps_done, 'the optimizer state after consolidation')
+    if value is not None:
+      stiffness.append(value)
+      if t < len(tasks) - 1:  # no training follows the last consolidation
+        _warn_if_stiff(method, t, value)
+  opt_state = nnx.as_pure(optimizer.opt_state)
+  if find_all(opt_state, ClasspState):
+    capacity_used.append(float(classp_stats(opt_state).capacity_used))
+
+
+def score(model, tasks: Sequence[Task], batches_of: Callable) -> list[float]:
+  """Row of the accuracy matrix: ``model``'s accuracy on every task, from
+  ``batches_of(j)`` (:func:`test_batches` of task ``j``)."""
+  model.eval()  # before the split: the graph definition holds the mode
+  graphdef, state = nnx.split(model)
+  model.train()
+  return [_accuracy(graphdef, state, task, batches_of(j))
+          for j, task in enumerate(tasks)]
+
+
+def make_result(method: Method, tasks: Sequence[Task], accuracy: np.ndarray,
+                model, optimizer, wall_time: float, stiffness: list,
+                capacity_used: list, diverged: dict | None) -> RunResult:
+  return RunResult(
+      method=method.name, hyperparams=method.hyperparams,
+      task_names=[task.name for task in tasks], accuracy=accuracy,
+      state_bytes=tree_bytes(nnx.as_pure(optimizer.opt_state)),
+      wall_time=wall_time, stiffness=stiffness, capacity_used=capacity_used,
+      stiffness_bound=(method.stiffness_bound if method.stiffness
+                       and math.isfinite(method.stiffness_bound) else None),
+      majority_accuracy=[task.majority_accuracy() for task in tasks],
+      diverged=diverged, model=model,
+      opt_state=nnx.as_pure(optimizer.opt_state),
+  )
+
+
+def warn_diverged(name: str, record: dict) -> None:
+  warnings.warn(
+      f'{name} diverged in task {record["task"]} at step '
+      f'{record["step"]}: {record["what"]} is not finite. The run '
+      'stops here; its accuracies are not reported.',
+      DivergenceWarning, stacklevel=3)
+
+
 def _train_task(model, optimizer, order: np.ndarray, data: tuple,
                 logit_masks, placement: _Placement, first_step: int,
                 steps_per_call: int, progress) -> None:
@@ -343,6 +422,47 @@ def fingerprint(method: Method, stream_name: str, config: TrainConfig,
               config=dataclasses.asdict(config))
 
 
+def check_run(config: TrainConfig, tasks: Sequence[Task], num_devices: int = 1,
+              checkpoint_every_steps: int | None = None,
+              checkpoint_every_seconds: float | None = None,
+              steps_per_call: int | None = None) -> None:
+  """ValueError, naming the argument and its range, unless a run of
+  ``tasks`` with these settings can start."""
+  if config.batch_size % num_devices:
+    raise ValueError(
+        f'batch_size must be a multiple of the {num_devices} '
+        f'devices, got {config.batch_size}.'
+    )
+  if config.eval_batch_size % num_devices:
+    raise ValueError(
+        f'eval_batch_size must be a multiple of the {num_devices} '
+        f'devices, got {config.eval_batch_size}.'
+    )
+  small = [t.name for t in tasks if t.num_train < config.batch_size]
+  if small:
+    raise ValueError(
+        f'batch_size must be at most every task\'s training examples; '
+        f'{small} have fewer than {config.batch_size}.'
+    )
+  if checkpoint_every_steps is not None and checkpoint_every_steps < 1:
+    raise ValueError('checkpoint_every_steps must be None or >= 1, got '
+                     f'{checkpoint_every_steps}.')
+  if checkpoint_every_seconds is not None and not checkpoint_every_seconds > 0:
+    raise ValueError('checkpoint_every_seconds must be None or > 0, got '
+                     f'{checkpoint_every_seconds}.')
+  if config.steps_per_task is not None and (
+      isinstance(config.steps_per_task, bool)
+      or not isinstance(config.steps_per_task, int)
+      or config.steps_per_task < 1):
+    raise ValueError('steps_per_task must be None or an integer >= 1, got '
+                     f'{config.steps_per_task!r}.')
+  if steps_per_call is not None and (
+      isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int)
+      or steps_per_call < 1):
+    raise ValueError(f'steps_per_call must be None or an integer >= 1, got '
+                     f'{steps_per_call!r}.')
+
+
 def train_continual(
     make_model: Callable[[], nnx.Module],
     tasks: Sequence[Task],
@@ -385,39 +505,8 @@ def train_continual(
     A :class:`RunResult`.
   """
   placement = _Placement(mesh)
-  if config.batch_size % placement.num_devices:
-    raise ValueError(
-        f'batch_size must be a multiple of the {placement.num_devices} '
-        f'devices, got {config.batch_size}.'
-    )
-  if config.eval_batch_size % placement.num_devices:
-    raise ValueError(
-        f'eval_batch_size must be a multiple of the {placement.num_devices} '
-        f'devices, got {config.eval_batch_size}.'
-    )
-  small = [t.name for t in tasks if t.num_train < config.batch_size]
-  if small:
-    raise ValueError(
-        f'batch_size must be at most every task\'s training examples; '
-        f'{small} have fewer than {config.batch_size}.'
-    )
-  if checkpoint_every_steps is not None and checkpoint_every_steps < 1:
-    raise ValueError('checkpoint_every_steps must be None or >= 1, got '
-                     f'{checkpoint_every_steps}.')
-  if checkpoint_every_seconds is not None and not checkpoint_every_seconds > 0:
-    raise ValueError('checkpoint_every_seconds must be None or > 0, got '
-                     f'{checkpoint_every_seconds}.')
-  if config.steps_per_task is not None and (
-      isinstance(config.steps_per_task, bool)
-      or not isinstance(config.steps_per_task, int)
-      or config.steps_per_task < 1):
-    raise ValueError('steps_per_task must be None or an integer >= 1, got '
-                     f'{config.steps_per_task!r}.')
-  if steps_per_call is not None and (
-      isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int)
-      or steps_per_call < 1):
-    raise ValueError(f'steps_per_call must be None or an integer >= 1, got '
-                     f'{steps_per_call!r}.')
+  check_run(config, tasks, placement.num_devices, checkpoint_every_steps,
+            checkpoint_every_seconds, steps_per_call)
   model = make_model()
   steps_per_call = steps_per_call or default_steps_per_call(model)
   optimizer = nnx.Optimizer(model, method.optimizer, wrt=nnx.Param)
@@ -533,13 +622,7 @@ def train_continual(
       progress_t = Progress(t, wall_time)
       task = tasks[t]
       resuming_mid_task = t == first_task and first_step > 0
-      if t > 0 and method.reset_state and not resuming_mid_task:
-        _replace_opt_state(model, optimizer, lambda opt_state, params:
-                           fresh_state(optimizer.tx, params, opt_state))
-      if method.hyperparams_for_task is not None:
-        values = method.hyperparams_for_task(t)
-        _replace_opt_state(model, optimizer, lambda opt_state, _, v=values:
-                           set_hyperparams(opt_state, **v))
+      start_task(model, optimizer, method, t, resuming_mid_task)
       placement.replicate(optimizer)
       bar.set_postfix_str(task.name)
       _train_task(model, optimizer,
@@ -548,50 +631,19 @@ def train_continual(
                   placement.replicated(train_tasks[t].train_logit_masks())[0],
                   placement, first_step if resuming_mid_task else 0,
                   steps_per_call, progress_t)
-      if not _all_finite(nnx.state((model, optimizer))):
-        raise _Diverged(t, steps_for(t), 'the weights or optimizer state')
-      if method.consolidate is not None:
-        value = _consolidate(model, optimizer, method, functools.partial(
-            task_fisher, model, task, config.fisher_samples, config.seed))
-        if not _all_finite(nnx.state(optimizer)):
-          raise _Diverged(t, steps_for(t),
-                          'the optimizer state after consolidation')
-        if value is not None:
-          stiffness.append(value)
-          if t < num_tasks - 1:  # no training follows the last consolidation
-            _warn_if_stiff(method, t, value)
-      opt_state = nnx.as_pure(optimizer.opt_state)
-      if find_all(opt_state, ClasspState):
-        capacity_used.append(float(classp_stats(opt_state).capacity_used))
-      model.eval()  # before the split: the graph definition holds the mode
-      graphdef, state = nnx.split(model)
-      model.train()
-      accuracy[t] = [_accuracy(graphdef, state, other, batches_of(j))
-                     for j, other in enumerate(tasks)]
+      end_task(model, optimizer, method, tasks, t, config, steps_for(t),
+               stiffness, capacity_used)
+      accuracy[t] = score(model, tasks, batches_of)
       wall_time += time.perf_counter() - progress_t.start
       if checkpointer is not None:
         save(t, steps_for(t), wall_time)
   except _Diverged as stop:
     diverged = stop.record
     accuracy[diverged['task']:] = np.nan
-    warnings.warn(
-        f'{method.name} diverged in task {diverged["task"]} at step '
-        f'{diverged["step"]}: {diverged["what"]} is not finite. The run '
-        'stops here; its accuracies are not reported.',
-        DivergenceWarning, stacklevel=2)
+    warn_diverged(method.name, diverged)
   finally:
     bar.close()
     if checkpointer is not None:
       checkpointer.close()
-  return RunResult(
-      method=method.name, hyperparams=method.hyperparams,
-      task_names=[task.name for task in tasks], accuracy=accuracy,
-      state_bytes=tree_bytes(nnx.as_pure(optimizer.opt_state)),
-      wall_time=wall_time, stiffness=stiffness, capacity_used=capacity_used,
-      stiffness_bound=(method.stiffness_bound if method.stiffness
-                       and math.isfinite(method.stiffness_bound) else None),
-      majority_accuracy=[task.majority_accuracy() for task in tasks],
-      diverged=diverged,
-      model=model,
-      opt_state=nnx.as_pure(optimizer.opt_state),
-  )
+  return make_result(method, tasks, accuracy, model, optimizer, wall_time,
+                     stiffness, capacity_used, diverged)

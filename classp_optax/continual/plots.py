@@ -21,7 +21,7 @@ def plot_accuracy_curves(results, path, title: str = '') -> None:
     stages = np.arange(len(r))
     for j, name in enumerate(result.task_names):
       ax.plot(stages[j:], r[j:, j], marker='o', markersize=3, label=name)
-    ax.set_title(f'{result.method}  (avg {r[-1].mean():.3f})', fontsize=10)
+    ax.set_title(f'{result.label}  (avg {r[-1].mean():.3f})', fontsize=10)
     ax.set_xlabel('after training task')
     ax.set_xticks(stages[::-(-len(stages) // 10)])  # at most 10 labels
     ax.set_ylim(low, 1.005)

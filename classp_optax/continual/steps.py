@@ -9,7 +9,8 @@ task (the loop pads), and what changes between tasks (the data, the output
 mask, injected hyperparameters) is an argument or part of the state.
 
 * :func:`train_steps`: many steps per dispatch, each gathering its batch
-  from the task's data on the device by an index array.
+  from the task's data on the device by an index array;
+  :func:`sweep_train_steps` the same for K configurations at once.
 * :func:`correct_count`: a whole test set, stacked into batches.
 * :func:`fisher_example_loss`: one example's loss, for
   :func:`classp_optax.empirical_fisher`.
@@ -30,10 +31,8 @@ def masked_cross_entropy(logits, labels, logit_mask):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'batch_sharding'),
-                   donate_argnames=('state',))
-def train_steps(graphdef, state, inputs, labels, index, count, logit_masks,
-                batch_sharding=None):
+def _train_steps(graphdef, state, inputs, labels, index, count, logit_masks,
+                 batch_sharding=None):
   """Steps ``0 .. count - 1`` of one dispatch.
 
   Args:
@@ -74,6 +73,30 @@ def train_steps(graphdef, state, inputs, labels, index, count, logit_masks,
   if index.shape[0] == 1:
     return step(0, (state, losses))
   return jax.lax.fori_loop(0, count, step, (state, losses))
+
+
+train_steps = jax.jit(_train_steps,
+                      static_argnames=('graphdef', 'batch_sharding'),
+                      donate_argnames=('state',))
+
+
+@functools.partial(jax.jit, static_argnames=('graphdef', 'shared_data'),
+                   donate_argnames=('states',))
+def sweep_train_steps(graphdef, states, inputs, labels, index, counts,
+                      logit_masks, shared_data=False):
+  """:func:`train_steps` of K configurations in one program: ``jax.vmap``
+  over the leading axis of ``states`` (stacked), ``index`` and ``counts``,
+  and of ``inputs``, ``labels`` and ``logit_masks`` unless ``shared_data``
+  (every configuration trains on the same data). A configuration whose
+  count is smaller stops there; the others go on.
+
+  Returns:
+    The new states and the ``(K, max_steps)`` losses, NaN past each count.
+  """
+  data = None if shared_data else 0
+  return jax.vmap(functools.partial(_train_steps, graphdef),
+                  in_axes=(0, data, data, 0, 0, data))(
+                      states, inputs, labels, index, counts, logit_masks)
 
 
 @functools.partial(jax.jit, static_argnames='graphdef')
