@@ -73,6 +73,16 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
     # Checked before the data: the folder does not exist.
     (['--benchmark', 'split-mnist', '--data-dir', '/nonexistent', '--methods',
       'ewc', '--set', 'ewc.decay=2'], 'ewc.decay must be a real number in'),
+    (['--seeds', '0,x'], '--seeds takes distinct integers >= 0'),
+    (['--seeds', '1,1'], '--seeds takes distinct integers >= 0'),
+    (['--seeds', '-1'], '--seeds takes distinct integers >= 0'),
+    (['--sweep', 'classp.learning_rate'], '--sweep takes METHOD.NAME=V1,V2'),
+    (['--methods', 'sgd', '--sweep', 'adam.learning_rate=0.1,0.2'],
+     '--sweep names methods not in --methods'),
+    (['--sweep', 'classp.power=1,2'], 'Method.structure'),
+    (['--benchmark', 'split-mnist', '--data-dir', '/nonexistent', '--methods',
+      'sgd', '--sweep', 'sgd.learning_rate=0.1,-1'],
+     'sgd.learning_rate must be a real number in (0.0, inf), got -1'),
 ])
 def test_bad_input_exits_2_with_a_clear_message(argv, message, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
@@ -85,6 +95,34 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, tmp_path, capsys)
 def _run(argv, out, capsys, epochs='1'):
   code = cli.main([*argv, '--out', str(out), '--no-progress', '--epochs', epochs])
   return code, capsys.readouterr()
+
+
+def test_a_sweep_gives_each_configuration_what_its_own_run_gives(
+    tmp_path, capsys):
+  """--seeds and --sweep: one row per configuration, the spread over seeds,
+  and each row's accuracies those of the same configuration run alone."""
+  code, captured = _run(['--methods', 'classp,sgd', '--seeds', '0,2',
+                         '--sweep', 'classp.learning_rate=0.01,0.1'],
+                        tmp_path / 'sweep', capsys)
+  assert code == 0
+  assert 'classp learning_rate=0.1 seed=2' in captured.out
+  assert 'over seeds 0,2:' in captured.out
+  saved = json.loads((tmp_path / 'sweep' / 'results.json').read_text())
+  rows = {(r['method'], r['swept'].get('learning_rate'), r['swept']['seed']):
+          r for r in saved['results']}
+  assert len(rows) == 6
+  for (method, rate, seed), row in rows.items():
+    if rate is None and seed == 2:
+      continue  # sgd's seed 0 stands for the pair
+    sets = ['--set', f'classp.learning_rate={rate}'] if rate else []
+    _run(['--methods', method, '--seed', str(seed), *sets],
+         tmp_path / f'{method}-{rate}-{seed}', capsys)
+    alone = json.loads((tmp_path / f'{method}-{rate}-{seed}' /
+                        'results.json').read_text())['results'][0]
+    np.testing.assert_allclose(row['accuracy'], alone['accuracy'], atol=1e-6)
+    assert row['hyperparams'] == alone['hyperparams']
+  assert sorted(p.name for p in (tmp_path / 'sweep' / 'checkpoints').iterdir()
+                ) == ['classp', 'sgd']
 
 
 def test_labelled_variants_have_their_own_settings_records_and_checkpoints(

@@ -6,6 +6,8 @@
     classp-continual --scenario class --methods classp,classp:sparse \\
         --set classp:sparse.threshold=1e-3               # a labelled variant
     classp-continual --resume                          # continue a killed run
+    classp-continual --methods classp --seeds 0,1,2 \
+        --sweep classp.learning_rate=0.01,0.03,0.1     # 9 runs, one program
 
 Prints a table, and writes ``results.json`` and ``accuracy.png`` to the output
 folder; checkpoints go to its ``checkpoints/<method>/``.
@@ -14,6 +16,8 @@ folder; checkpoints go to its ``checkpoints/<method>/``.
 import argparse
 import ast
 import dataclasses
+import functools
+import itertools
 import json
 import pathlib
 import shlex
@@ -30,6 +34,7 @@ from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import plots
 from classp_optax.continual import streams
+from classp_optax.continual import sweep
 from classp_optax.continual.suites import SUITES
 
 
@@ -44,12 +49,48 @@ def parse_overrides(items) -> dict[str, dict]:
           f'--set takes METHOD.NAME=VALUE, e.g. classp.threshold=0.5; got '
           f'{item!r}.'
       )
-    try:
-      parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      parsed = value  # a bare word, such as online
-    overrides.setdefault(method, {})[name] = parsed
+    overrides.setdefault(method, {})[name] = _literal(value)
   return overrides
+
+
+def _literal(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # a bare word, such as online
+
+
+def parse_sweeps(items) -> dict[str, list[dict]]:
+  """``['classp.learning_rate=0.01,0.1', 'classp.threshold=0,1e-5']`` ->
+  ``{'classp': [{'learning_rate': 0.01, 'threshold': 0}, ...]}``: every
+  combination of the values given for each method."""
+  axes: dict[str, dict] = {}
+  for item in items:
+    key, sep, values = item.partition('=')
+    method, dot, name = key.partition('.')
+    if not (sep and dot and name and values):
+      raise ValueError(
+          '--sweep takes METHOD.NAME=V1,V2,..., e.g. '
+          f'classp.learning_rate=0.01,0.1; got {item!r}.')
+    if name in axes.get(method, {}):
+      raise ValueError(f'--sweep names {key} twice.')
+    axes.setdefault(method, {})[name] = [_literal(v) for v in values.split(',')]
+  return {method: [dict(zip(grid, values, strict=True))
+                   for values in itertools.product(*grid.values())]
+          for method, grid in axes.items()}
+
+
+def _seeds(text: str | None) -> list[int] | None:
+  if text is None:
+    return None
+  try:
+    seeds = [int(v) for v in text.split(',')]
+  except ValueError:
+    seeds = []
+  if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+    raise ValueError(f'--seeds takes distinct integers >= 0 separated by '
+                     f'commas, e.g. 0,1,2; got {text!r}.')
+  return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help='score on this fraction of the training data, '
                            'held out, instead of the test set (for tuning)')
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--seeds', metavar='S1,S2,...',
+                      help='one run per seed (initialisation, data order and '
+                           'stream), all of a method trained as one program')
+  parser.add_argument('--sweep', action='append', default=[],
+                      metavar='M.K=V1,V2,...',
+                      help='one run per value (repeatable: every '
+                           'combination), trained with the seeds as one '
+                           'vmapped program, e.g. classp.learning_rate=0.01,0.1')
   parser.add_argument('--data-dir', default=None,
                       help=f'folder with mnist/ and fashion-mnist/; default '
                            f'${datasets.DATA_DIR_ENV}')
@@ -115,10 +164,35 @@ def _epochs(text):
   return values[0] if len(values) == 1 else values
 
 
+def format_spread(results) -> str:
+  """Mean ± std over seeds of each configuration of a sweep, a row each."""
+  groups: dict[str, list] = {}
+  for r in results:
+    apart = {k: v for k, v in r.swept.items() if k != 'seed'}
+    name = ' '.join([r.method, *(f'{k}={v}' for k, v in apart.items())])
+    groups.setdefault(name, []).append(r)
+  width = max(10, *map(len, groups))
+  header = (f'{"configuration":{width}} {"seeds":>5} {"avg acc":>15} '
+            f'{"forgetting":>15} {"learn acc":>15}')
+  lines = [header, '-' * len(header)]
+  for name, runs in groups.items():
+    finished = [r.summary for r in runs if r.diverged is None]
+    cells = []
+    for key in ('average_accuracy', 'forgetting', 'learning_accuracy'):
+      values = [s[key] for s in finished]
+      cells.append(f'{np.mean(values):.3f} ± {np.std(values):.3f}'
+                   if values else 'diverged')
+    diverged = len(runs) - len(finished)
+    lines.append(f'{name:{width}} {len(finished):5d} ' + ' '.join(
+        f'{c:>15}' for c in cells)
+        + (f'  ({diverged} diverged, left out)' if diverged else ''))
+  return '\n'.join(lines)
+
+
 def format_table(results) -> str:
   """One row per method. A run that diverged shows where, not numbers; tasks
   learnt to within a few points of their majority-class accuracy are named."""
-  width = max(10, *(len(r.method) for r in results))
+  width = max(10, *(len(r.label) for r in results))
   header = (f'{"method":{width}} {"avg acc":>8} {"forgetting":>10} {"BWT":>7} '
             f'{"learn acc":>9} {"state bytes":>12} {"wall s":>7}')
   lines = [header, '-' * len(header)]
@@ -126,20 +200,21 @@ def format_table(results) -> str:
   for r in results:
     if r.diverged is not None:
       d = r.diverged
-      lines.append(f'{r.method:{width}} diverged in task {d["task"]} at step '
+      lines.append(f'{r.label:{width}} diverged in task {d["task"]} at step '
                    f'{d["step"]} ({d["what"]} not finite): no result')
       continue
     s = r.summary
     mark = '*' if r.not_learnt else ' '
     lines.append(
-        f'{r.method:{width}} {s["average_accuracy"]:8.3f} {s["forgetting"]:10.3f} '
+        f'{r.label:{width}} {s["average_accuracy"]:8.3f} '
+        f'{s["forgetting"]:10.3f} '
         f'{s["backward_transfer"]:7.3f} {s["learning_accuracy"]:8.3f}{mark} '
         f'{r.state_bytes:12,d} {r.wall_time:7.1f}'
     )
     if r.not_learnt:
       tasks = ', '.join(f'{j} ({r.accuracy[j, j]:.3f} vs '
                         f'{r.majority_accuracy[j]:.3f})' for j in r.not_learnt)
-      notes.append(f'* {r.method}: not learnt, within '
+      notes.append(f'* {r.label}: not learnt, within '
                    f'{loop.CHANCE_MARGIN:.2f} of always answering the most '
                    f'frequent label: task {tasks}')
   return '\n'.join(lines + notes)
@@ -224,39 +299,71 @@ def run(args) -> list[loop.RunResult]:
   check_args(args, suite)
   scenario = args.scenario or (suite.scenarios or (None,))[0]
   chosen = choose_methods(args, suite, scenario)
+  seeds = _seeds(args.seeds)
+  sweeps = parse_sweeps(args.sweep)
+  unknown = sorted(set(sweeps) - {m.name for m in chosen})
+  if unknown:
+    raise ValueError(f'--sweep names methods not in --methods: {unknown}.')
+  # Every configuration of a sweep, made (and so checked) before any data
+  # is loaded: {method label: [(seed, swept values, Method)]}.
+  plan = {method.name: [(seed, dict(values, **({'seed': seed} if seeds
+                                                  else {})),
+                         _with(method, values, args, suite, scenario))
+                        for seed in seeds or [args.seed]
+                        for values in sweeps.get(method.name, [{}])]
+          for method in chosen}
+  for entries in plan.values():
+    sweep.check_structure([variant for _, _, variant in entries])
   epochs = _epochs(args.epochs) or suite.epochs
   steps_per_task = args.steps_per_task or (
       None if args.epochs else suite.steps_per_task)
   init = args.init or suite.init
-  config = loop.TrainConfig(
-      epochs=epochs, batch_size=args.batch_size or suite.batch_size,
-      seed=args.seed, steps_per_task=steps_per_task,
-      eval_batch_size=1000 - 1000 % jax.device_count(),
-  )
+
+  def config_for(seed):
+    return loop.TrainConfig(
+        epochs=epochs, batch_size=args.batch_size or suite.batch_size,
+        seed=seed, steps_per_task=steps_per_task,
+        eval_batch_size=1000 - 1000 % jax.device_count(),
+    )
+
+  config = config_for(args.seed)
   if args.download:
     for name in ('mnist', 'fashion-mnist'):
       datasets.download(name, args.data_dir)
   out = pathlib.Path(args.out or f'results/{args.benchmark}')
   _check_earlier_runs(args, out, chosen)
-  tasks = suite.make_tasks(args.data_dir, args.seed,
-                           args.tasks or suite.num_tasks, scenario)
-  if args.standardize:
-    tasks = streams.standardize_tasks(tasks)
-  if args.validation is not None:
-    tasks = streams.validation_tasks(tasks, args.validation, args.seed)
-  if (steps_per_task is None and not isinstance(epochs, int)
-      and len(epochs) != len(tasks)):
-    raise ValueError(
-        f'--epochs lists {len(epochs)} values for {len(tasks)} tasks.')
-  if any(method.joint for method in chosen):
-    streams.joint(tasks)  # refuses a stream joint training cannot run on
+
+  @functools.cache
+  def tasks_for(seed):
+    tasks = suite.make_tasks(args.data_dir, seed,
+                             args.tasks or suite.num_tasks, scenario)
+    if args.standardize:
+      tasks = streams.standardize_tasks(tasks)
+    if args.validation is not None:
+      tasks = streams.validation_tasks(tasks, args.validation, seed)
+    if (steps_per_task is None and not isinstance(epochs, int)
+        and len(epochs) != len(tasks)):
+      raise ValueError(
+          f'--epochs lists {len(epochs)} values for {len(tasks)} tasks.')
+    if any(method.joint for method in chosen):
+      streams.joint(tasks)  # refuses a stream joint training cannot run on
+    return tasks
+
+  tasks = tasks_for(args.seed if seeds is None else seeds[0])
   model_name = args.model or suite.model
   image_shape = tasks[0].dataset.x_train.shape[1:]
   num_outputs = tasks[0].num_outputs
 
-  def make_model():
-    return models.make_model(model_name, image_shape, num_outputs, args.seed,
-                             hidden=suite.hidden, init=init)
+  def model_maker(seed):
+    return functools.partial(
+        models.make_model, model_name, image_shape, num_outputs, seed,
+        hidden=suite.hidden, init=init)
+
+  def run_fingerprint(method, config):
+    return dict(
+        loop.fingerprint(method, args.benchmark, config, model_name),
+        scenario=scenario, standardize=args.standardize, init=init,
+        validation=args.validation)
 
   mesh = None
   if jax.device_count() > 1:
@@ -264,30 +371,54 @@ def run(args) -> list[loop.RunResult]:
   out.mkdir(parents=True, exist_ok=True)
   results = []
   for method in chosen:
-    results.append(loop.train_continual(
-        make_model, tasks, method, config,
-        checkpoint_dir=checkpoint_folder(out, method),
-        run_fingerprint=dict(
-            loop.fingerprint(method, args.benchmark, config, model_name),
-            scenario=scenario, standardize=args.standardize, init=init,
-            validation=args.validation),
-        checkpoint_every_steps=args.checkpoint_every,
-        checkpoint_every_seconds=60 * args.checkpoint_minutes,
-        mesh=mesh, progress=not args.no_progress,
-    ))
-  title = f'{args.benchmark}, seed {args.seed}'
+    if not seeds and not sweeps.get(method.name):
+      results.append(loop.train_continual(
+          model_maker(args.seed), tasks, method, config,
+          checkpoint_dir=checkpoint_folder(out, method),
+          run_fingerprint=run_fingerprint(method, config),
+          checkpoint_every_steps=args.checkpoint_every,
+          checkpoint_every_seconds=60 * args.checkpoint_minutes,
+          mesh=mesh, progress=not args.no_progress,
+      ))
+      continue
+    runs = [sweep.SweepRun(model_maker(seed), tasks_for(seed), variant,
+                           config_for(seed))
+            for seed, _, variant in plan[method.name]]
+    swept = sweep.train_sweep(
+        runs, checkpoint_dir=checkpoint_folder(out, method),
+        run_fingerprint=dict(sweep=[run_fingerprint(r.method, r.config)
+                                    for r in runs]),
+        progress=not args.no_progress)
+    for result, (_, apart, _) in zip(swept, plan[method.name], strict=True):
+      result.swept = apart
+    results.extend(swept)
+  title = f'{args.benchmark}, ' + (f'seeds {args.seeds}' if seeds
+                                    else f'seed {args.seed}')
   if scenario is not None:
     title += f', {scenario}-incremental'
   (out / 'results.json').write_text(json.dumps(
       dict(benchmark=args.benchmark, scenario=scenario, seed=args.seed,
+           seeds=seeds, sweep=args.sweep,
            config=dataclasses.asdict(config), model=model_name, init=init,
            devices=[str(d) for d in jax.devices()],
            results=[r.to_json() for r in results]), indent=2))
   plots.plot_accuracy_curves(results, out / 'accuracy.png', title)
   print(f'\n{title}: {SUITES[args.benchmark].description}')
   print(format_table(results))
+  if seeds and len(seeds) > 1:
+    print(f'\nover seeds {args.seeds}:')
+    print(format_spread(results))
   print(f'\nwrote {out / "results.json"} and {out / "accuracy.png"}')
   return results
+
+
+def _with(method, values: dict, args, suite, scenario) -> methods.Method:
+  """``method`` with the swept ``values`` over its settings."""
+  if not values:
+    return method
+  overrides = parse_overrides(args.set).get(method.name, {})
+  return methods.make_method(method.name, **{
+      **suite.defaults_for(method.name, scenario), **overrides, **values})
 
 
 def resume_command(argv) -> str:
