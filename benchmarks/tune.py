@@ -8,10 +8,11 @@
 For each method, every configuration of its grid (6 each: the same budget)
 is trained on seed 0 with 10% of the training data held out, and scored by
 its final average accuracy on that held-out data; the test sets are never
-seen. A configuration whose penalty goes past SGD's stability bound before
-a task it then trains on (learning rate x largest curvature >= 2, see
-``Method.stiffness``) is not a candidate: it oscillates on its stiffest
-weights, whatever it scored. The
+seen. The grid is one ``--sweep`` (every configuration in one vmapped
+program), and the test seeds one ``--seeds`` run. A configuration whose
+penalty goes past SGD's stability bound before a task it then trains on
+(learning rate x largest curvature >= 2, see ``Method.stiffness``) is not a
+candidate: it oscillates on its stiffest weights, whatever it scored. The
 best configuration is then run on the test sets with seeds 0, 1 and 2. Each
 run lives in ``results/tune/<target>/``; finished runs are not repeated, so
 the search can be stopped and started. ``--methods ewc,si`` tunes those
@@ -136,8 +137,27 @@ def _stable(result: dict) -> bool:
   return bound is None or all(s < bound for s in result['stiffness'][:-1])
 
 
-def _run(argv: list[str], out: pathlib.Path) -> dict:
-  return run_once(argv, out, progress=False)['results'][0]
+def _run_sweep(argv: list[str], out: pathlib.Path) -> list[dict]:
+  return run_once(argv, out, progress=False)['results']
+
+
+def _run_grid(base: list[str], method: str, grid: list[dict],
+              out: pathlib.Path) -> list[dict]:
+  """Every configuration of ``grid`` (a product of axes) in one sweep; the
+  results in the grid's order."""
+  axes = {name: list(dict.fromkeys(config[name] for config in grid))
+          for name in grid[0]}
+  assert len(grid) == np.prod([len(v) for v in axes.values()])
+  fixed = {name: values[0] for name, values in axes.items() if len(values) == 1}
+  swept = {name: values for name, values in axes.items() if len(values) > 1}
+  argv = [*base, '--methods', method, *_sets(method, fixed)]
+  for name, values in swept.items():
+    argv += ['--sweep', f'{method}.{name}=' + ','.join(map(repr, values))]
+  results = _run_sweep(argv, out / _slug(dict(
+      fixed, **{k: '|'.join(map(str, v)) for k, v in swept.items()})))
+  by_values = {tuple(r['swept'].get(name) for name in swept): r
+               for r in results}
+  return [by_values[tuple(config[name] for name in swept)] for config in grid]
 
 
 def _record(target: str, report: dict) -> None:
@@ -182,21 +202,18 @@ def main(argv=None) -> int:
             if summary_file.exists() else {})
   for method in args.methods.split(','):
     grid = space(args.target, method)
-    scores = []
-    for config in grid:
-      result = _run([*base, '--methods', method, *_sets(method, config),
-                     '--validation', str(VALIDATION), '--seed', '0'],
-                    root / 'search' / method / _slug(config))
-      scores.append(result['average_accuracy'] if _stable(result)
-                    else float('-inf'))
+    search = _run_grid([*base, '--validation', str(VALIDATION), '--seed', '0'],
+                       method, grid, root / 'search' / method)
+    scores = [r['average_accuracy'] if _stable(r) else float('-inf')
+              for r in search]
     best = int(np.argmax(scores))
     if scores[best] == float('-inf'):
       raise SystemExit(f'{method}: every configuration is past the stability '
                        'bound of SGD on its penalty; widen the grid.')
-    tests = [_run([*base, '--methods', method, *_sets(method, grid[best]),
-                   '--seed', str(seed)],
-                  root / 'test' / method / _slug(grid[best]) / f'seed{seed}')
-             for seed in TEST_SEEDS]
+    tests = _run_sweep(
+        [*base, '--methods', method, *_sets(method, grid[best]), '--seeds',
+         ','.join(map(str, TEST_SEEDS))],
+        root / 'test' / method / _slug(grid[best]))
     report[method] = dict(
         best=grid[best],
         validation_scores=[s if np.isfinite(s) else None for s in scores],
