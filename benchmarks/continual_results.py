@@ -4,8 +4,9 @@
     python benchmarks/continual_results.py paper-vision --seeds 0 --data-dir ...
     python benchmarks/continual_results.py --list
 
-Each seed is one ``classp-continual`` run in ``results/<experiment>/seed<N>/``;
-a seed whose results.json exists is not run again, and an unfinished one
+The seeds are one ``classp-continual --seeds`` run (each method's seeds
+trained as one vmapped sweep) in ``results/<experiment>/seeds<S1-S2-...>/``;
+it is not run again once its results.json exists, and an unfinished one
 resumes from its checkpoints, so a long experiment can be stopped and started.
 The summary (mean and standard deviation over seeds) is printed as a Markdown
 table and written to ``results/<experiment>/summary.json``.
@@ -137,12 +138,12 @@ def main(argv=None) -> int:
   seeds = (tuple(int(s) for s in args.seeds.split(','))
            if args.seeds else experiment.seeds)
   root = pathlib.Path(args.out) / args.experiment
-  runs = []
-  for seed in seeds:
-    argv = [*experiment.cli_args, '--seed', str(seed), *args.extra]
-    if args.data_dir:
-      argv += ['--data-dir', args.data_dir]
-    runs.append(run_once(argv, root / f'seed{seed}'))
+  # Every seed of a method in one sweep (classp-continual --seeds).
+  argv = [*experiment.cli_args, '--seeds', ','.join(map(str, seeds)),
+          *args.extra]
+  if args.data_dir:
+    argv += ['--data-dir', args.data_dir]
+  runs = [run_once(argv, root / ('seeds' + '-'.join(map(str, seeds))))]
   summary = summarize(runs)
   table = markdown(summary, experiment.published)
   (root / 'summary.json').write_text(json.dumps(dict(
