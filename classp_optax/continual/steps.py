@@ -85,17 +85,20 @@ train_steps = jax.jit(_train_steps,
 def sweep_train_steps(graphdef, states, inputs, labels, index, counts,
                       logit_masks, shared_data=False):
   """:func:`train_steps` of K configurations in one program: ``jax.vmap``
-  over the leading axis of ``states`` (stacked), ``index`` and ``counts``,
-  and of ``inputs``, ``labels`` and ``logit_masks`` unless ``shared_data``
-  (every configuration trains on the same data). A configuration whose
-  count is smaller stops there; the others go on.
+  over the leading axis of ``states`` (stacked) and ``index``, of
+  ``inputs``, ``labels`` and ``logit_masks`` unless ``shared_data`` (every
+  configuration trains on the same data), and of ``counts`` unless it is a
+  scalar. With ``(K,)`` counts a configuration whose count is smaller stops
+  there while the others go on (every step then selects between the old and
+  the new states); one count for all keeps a plain loop.
 
   Returns:
     The new states and the ``(K, max_steps)`` losses, NaN past each count.
   """
   data = None if shared_data else 0
   return jax.vmap(functools.partial(_train_steps, graphdef),
-                  in_axes=(0, data, data, 0, 0, data))(
+                  in_axes=(0, data, data, 0, 0 if counts.ndim else None,
+                           data))(
                       states, inputs, labels, index, counts, logit_masks)
 
 

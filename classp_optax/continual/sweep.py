@@ -232,7 +232,8 @@ def train_sweep(
           index[k, :counts[k]] = order[first:first + counts[k]]
         states, losses = compiled.sweep_train_steps(
             graphdef, states, *data[:2], jnp.asarray(index),
-            jnp.asarray(counts.astype(np.int32)), data[2], shared_data=shared)
+            jnp.asarray((counts[0] if (counts == counts[0]).all() else counts
+                         ).astype(np.int32)), data[2], shared_data=shared)
         if pending is not None:
           read(pending)
         pending = (t, first, counts, losses)
