@@ -13,14 +13,24 @@
 (c) the share of wall time spent in evaluation on permuted MNIST with 20
     tasks (the ``permuted-mnist`` benchmark's protocol), beside the share of
     the floating-point work that evaluation is: no loop can go below that.
+(d) training examples per second of a sweep of K = 6 CLASSP learning rates
+    (``sweep.train_sweep``: one vmapped program) against the same 6 runs one
+    after another (``train_continual``), and against a PyTorch loop in the
+    style of the CLASSP reference code (one Python step per batch, timed on
+    one of the six runs; skipped when torch is not installed), on split
+    digits (the embedded benchmark: MLP 64-128-128-10, batch 16) and split
+    MNIST (MLP 784-256-256-10, batch 32), 5 tasks of one epoch each. Medians
+    of interleaved repeats, after a warm-up of each.
 
     python benchmarks/loop_speed.py --data-dir ../shared/data
     python benchmarks/loop_speed.py --part a --models cnn --repeats 3
+    python benchmarks/loop_speed.py --part d --repeats 5
 
 The data directory defaults to ``$CLASSP_DATA_DIR``.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import math
@@ -40,7 +50,13 @@ from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import streams
 from classp_optax.continual import suites
+from classp_optax.continual import sweep
 from classp_optax.continual.steps import masked_cross_entropy
+
+try:
+  import torch
+except ImportError:  # optional: only for the PyTorch row of part (d)
+  torch = None
 
 LEARNING_RATE = 0.05
 
@@ -206,6 +222,93 @@ def part_c(data_dir, num_tasks):
         f'{sum(evaluation) / wall:.1%} of the wall time; evaluation is '
         f'{floor:.1%} of the arithmetic')
 
+SWEEP_RATES = (1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2)
+
+
+def torch_reference_runner(tasks, config, hidden, learning_rate):
+  """CLASSP as the reference code runs it: a PyTorch MLP, one Python step per
+  batch (power 2, threshold 0, decayed steps), the batches gathered on the
+  host in the same order as the toolkit's."""
+  def run():
+    torch.manual_seed(0)
+    sizes = [int(np.prod(tasks[0].dataset.x_train.shape[1:])), *hidden,
+             tasks[0].num_outputs]
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+      layers += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
+    net = torch.nn.Sequential(torch.nn.Flatten(), *layers[:-1])
+    grad_sums = [torch.zeros_like(p) for p in net.parameters()]
+    for t, task in enumerate(tasks):
+      x, y = (torch.from_numpy(np.asarray(a))
+              for a in task.train_batch(np.arange(task.num_train)))
+      mask = torch.from_numpy(task.logit_mask())
+      for rows in loop.task_order(config, t, task.num_train):
+        rows = torch.from_numpy(rows.astype(np.int64))
+        logits = net(x[rows]).masked_fill(~mask, -1e9)
+        loss = torch.nn.functional.cross_entropy(logits, y[rows].long())
+        net.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+          for p, grad_sum in zip(net.parameters(), grad_sums, strict=True):
+            grad_sum.add_(p.grad * p.grad)
+            p.sub_(learning_rate * p.grad / (1e-5 + grad_sum).sqrt())
+
+  return run
+
+
+def part_d(data_dir, repeats):
+  print(f'\n(d) training examples per second: a sweep of {len(SWEEP_RATES)} '
+        'CLASSP learning rates in one vmapped program vs the same runs one '
+        f'after another (median of {repeats}, interleaved; 5 tasks, 1 epoch '
+        'each)')
+  print(f'{"stream":12} {"model":16} {"batch":>5} {"sweep ex/s":>11} '
+        f'{"sequential":>11} {"torch":>9} {"sweep/seq":>9} {"sweep/torch":>11}')
+  cases = [('split digits', lambda: datasets.load_digits(seed=0), (128, 128),
+            16)]
+  with contextlib.suppress(FileNotFoundError):
+    mnist = datasets.load_idx_dataset('mnist', data_dir)
+    cases.append(('split MNIST', lambda: mnist, (256, 256), 32))
+  for stream_name, dataset, hidden, batch_size in cases:
+    tasks = streams.split(dataset(), scenario='task')
+    config = loop.TrainConfig(epochs=1, batch_size=batch_size)
+    image_shape = tasks[0].dataset.x_train.shape[1:]
+    make_model = functools.partial(
+        models.make_model, 'mlp', image_shape, tasks[0].num_outputs, seed=0,
+        hidden=hidden)
+    runs = [sweep.SweepRun(make_model, tasks, methods.classp_method(
+        rate, power=2.0, decay_from_task=0), config) for rate in SWEEP_RATES]
+    runners = dict(
+        sweep=lambda runs=runs: sweep.train_sweep(runs),
+        sequential=lambda runs=runs: [loop.train_continual(
+            r.make_model, r.tasks, r.method, r.config) for r in runs])
+    one_run = batch_size * sum(
+        config.steps_for(t, task.num_train) for t, task in enumerate(tasks))
+    examples = dict(sweep=len(runs) * one_run, sequential=len(runs) * one_run)
+    if torch is not None:  # one run of the six: it is slow, and as fast
+      runners['torch'] = torch_reference_runner(tasks, config, hidden, 1e-2)
+      examples['torch'] = one_run
+    for run in runners.values():
+      run()  # compile
+    rates = {key: [] for key in runners}
+    for _ in range(repeats):
+      for key, run in runners.items():
+        start = time.perf_counter()
+        run()
+        rates[key].append(examples[key] / (time.perf_counter() - start))
+    median = {key: statistics.median(values) for key, values in rates.items()}
+    over_sequential = statistics.median(
+        a / b for a, b in zip(rates['sweep'], rates['sequential'], strict=True))
+    over_torch = (statistics.median(
+        a / b for a, b in zip(rates['sweep'], rates['torch'], strict=True))
+        if torch is not None else None)
+    print(f'{stream_name:12} {"MLP " + "-".join(map(str, hidden)):16} '
+          f'{batch_size:5d} {median["sweep"]:11,.0f} '
+          f'{median["sequential"]:11,.0f} '
+          + (f'{median["torch"]:9,.0f} ' if torch else f'{"absent":>9} ')
+          + f'{over_sequential:9.2f} '
+          + (f'{over_torch:11.2f}' if torch else f'{"skipped":>11}'),
+          flush=True)
+
 
 def _at_least_one(text: str) -> int:
   """An argparse type: an integer >= 1 (argparse names the option)."""
@@ -222,8 +325,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--data-dir', default=None,
                       help=f'default: ${datasets.DATA_DIR_ENV}')
-  parser.add_argument('--part', choices=['a', 'b', 'c'], nargs='+',
-                      default=['a', 'b', 'c'])
+  parser.add_argument('--part', choices=['a', 'b', 'c', 'd'], nargs='+',
+                      default=['a', 'b', 'c', 'd'])
   parser.add_argument('--batch-sizes', type=_at_least_one, nargs='+',
                       default=[32, 128, 500])
   parser.add_argument('--repeats', type=_at_least_one, default=5)
@@ -246,6 +349,8 @@ def main():
     part_b()
   if 'c' in args.part:
     part_c(args.data_dir, args.tasks)
+  if 'd' in args.part:
+    part_d(args.data_dir, args.repeats)
 
 
 if __name__ == '__main__':

@@ -85,10 +85,12 @@ train_steps = jax.jit(_train_steps,
 def sweep_train_steps(graphdef, states, inputs, labels, index, counts,
                       logit_masks, shared_data=False):
   """:func:`train_steps` of K configurations in one program: ``jax.vmap``
-  over the leading axis of ``states`` (stacked) and ``index``, of
-  ``inputs``, ``labels`` and ``logit_masks`` unless ``shared_data`` (every
-  configuration trains on the same data), and of ``counts`` unless it is a
-  scalar. With ``(K,)`` counts a configuration whose count is smaller stops
+  over the leading axis of ``states`` (stacked), of ``inputs``, ``labels``
+  and ``logit_masks`` unless ``shared_data`` (every configuration trains on
+  the same data), of ``index`` unless it has one ``(max_steps, batch)``
+  order for all (then each batch is gathered once, and the first layer of
+  every configuration is one matrix product), and of ``counts`` unless it is
+  a scalar. With ``(K,)`` counts a configuration whose count is smaller stops
   there while the others go on (every step then selects between the old and
   the new states); one count for all keeps a plain loop.
 
@@ -97,8 +99,8 @@ def sweep_train_steps(graphdef, states, inputs, labels, index, counts,
   """
   data = None if shared_data else 0
   return jax.vmap(functools.partial(_train_steps, graphdef),
-                  in_axes=(0, data, data, 0, 0 if counts.ndim else None,
-                           data))(
+                  in_axes=(0, data, data, 0 if index.ndim == 3 else None,
+                           0 if counts.ndim else None, data))(
                       states, inputs, labels, index, counts, logit_masks)
 
 

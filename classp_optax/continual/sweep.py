@@ -230,6 +230,8 @@ def train_sweep(
         index = np.zeros((num_runs, steps_per_call, batch_size), np.int32)
         for k, order in enumerate(orders):
           index[k, :counts[k]] = order[first:first + counts[k]]
+        if shared and (index == index[0]).all():
+          index = index[0]  # one order for all: each batch gathered once
         states, losses = compiled.sweep_train_steps(
             graphdef, states, *data[:2], jnp.asarray(index),
             jnp.asarray((counts[0] if (counts == counts[0]).all() else counts
