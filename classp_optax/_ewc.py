@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from classp_optax import _checks
@@ -114,19 +115,24 @@ def consolidate_ewc(opt_state, params, fisher, mode='separate', decay=1.0):
   old = _state_search.find_unique(opt_state, EwcState, 'EwcState')
   _checks.check_like('params', params, 'the EWC state', old.fisher)
   _checks.check_like('fisher', fisher, 'params', params)
+  return _state_search.replace_node(
+      opt_state, old, _consolidated(old, params, fisher, decay, mode=mode))
+
+
+@functools.partial(jax.jit, static_argnames='mode')
+def _consolidated(old: EwcState, params, fisher, decay, mode: str) -> EwcState:
+  """The new state of :func:`consolidate_ewc`, one compiled call."""
   if mode == 'separate':
-    new = EwcState(
+    return EwcState(
         fisher=jax.tree.map(jnp.add, old.fisher, fisher),
         fisher_anchor=jax.tree.map(
             lambda a, f, w: a + f * w, old.fisher_anchor, fisher, params
         ),
     )
-  else:
-    total = jax.tree.map(lambda f_old, f: decay * f_old + f, old.fisher, fisher)
-    new = EwcState(
-        fisher=total, fisher_anchor=jax.tree.map(jnp.multiply, total, params)
-    )
-  return _state_search.replace_node(opt_state, old, new)
+  total = jax.tree.map(lambda f_old, f: decay * f_old + f, old.fisher, fisher)
+  return EwcState(
+      fisher=total, fisher_anchor=jax.tree.map(jnp.multiply, total, params)
+  )
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -140,6 +146,14 @@ def squared_gradient_sum(example_loss, params, inputs, labels, weight, args):
       lambda g: jnp.tensordot(weight, jnp.real(g * jnp.conj(g)), axes=1),
       grads,
   )
+
+
+def _pad_rows(array, rows: int):
+  """``array`` with zero rows appended up to ``rows``; NumPy arrays stay on
+  the host (no compile for each new length), others on their device."""
+  xp = np if isinstance(array, np.ndarray) else jnp
+  pad = [(0, rows - len(array))] + [(0, 0)] * (array.ndim - 1)
+  return xp.pad(array, pad)
 
 
 def empirical_fisher(
@@ -172,7 +186,9 @@ def empirical_fisher(
     example_loss: ``example_loss(params, x, y, *args) -> scalar`` for one
       example.
     params: the weights to differentiate.
-    inputs: examples, stacked on the leading axis.
+    inputs: examples, stacked on the leading axis. NumPy arrays are chunked
+      and padded on the host: then inputs of any length share the compiled
+      work.
     labels: their labels.
     *args: further arguments of ``example_loss``, the same for every example.
     batch_size: examples per vectorised chunk; bounds memory only.
@@ -184,12 +200,10 @@ def empirical_fisher(
   total = _state_search.real_zeros_like(params)
   for start in range(0, n, batch_size):
     x, y = inputs[start:start + batch_size], labels[start:start + batch_size]
-    weight = jnp.ones(len(x))
+    weight = np.ones(batch_size, np.float32)
     if len(x) < batch_size:  # pad, so that one compiled chunk serves all
-      pad = batch_size - len(x)
-      x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-      y = jnp.concatenate([y, jnp.zeros((pad, *y.shape[1:]), y.dtype)])
-      weight = jnp.concatenate([weight, jnp.zeros(pad)])
+      weight[len(x):] = 0.0
+      x, y = _pad_rows(x, batch_size), _pad_rows(y, batch_size)
     total = jax.tree.map(
         jnp.add, total,
         squared_gradient_sum(example_loss, params, x, y, weight, args))

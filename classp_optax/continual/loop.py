@@ -161,10 +161,22 @@ class _Diverged(Exception):
     self.record = dict(task=task, step=step, what=what)
 
 
-def _all_finite(tree) -> bool:
-  leaves = [x for x in jax.tree.leaves(tree)
+@jax.jit
+def _finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _all_finite(tree) -> bool:
+  """Whether every float in ``tree`` is finite: one compiled reduction and
+  one transfer at a task's end, not one of each per leaf."""
+  return bool(_finite(tree))
+
+
+@jax.jit
+def _capacity_used(opt_state) -> jax.Array:
+  return classp_stats(opt_state).capacity_used
 
 
 class _Placement:
@@ -251,8 +263,10 @@ def task_fisher(model, task: Task, num_samples: int, seed: int):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   finally:
     model.train()
+  # The examples stay NumPy arrays: empirical_fisher pads the last chunk on
+  # the host, so that tasks of different sizes share its compiled work.
   return empirical_fisher(compiled.fisher_example_loss(graphdef), params,
-                          jnp.asarray(x), jnp.asarray(y), rest, masks)
+                          x, y, rest, masks)
 
 
 def task_order(config: 'TrainConfig', t: int, num_train: int) -> np.ndarray:
@@ -336,7 +350,7 @@ def end_task(model, optimizer, method: Method, tasks: Sequence[Task], t: int,
         _warn_if_stiff(method, t, value)
   opt_state = nnx.as_pure(optimizer.opt_state)
   if find_all(opt_state, ClasspState):
-    capacity_used.append(float(classp_stats(opt_state).capacity_used))
+    capacity_used.append(float(_capacity_used(opt_state)))
 
 
 def score(model, tasks: Sequence[Task], batches_of: Callable) -> list[float]:

@@ -177,9 +177,16 @@ def _static_power(optimizer: str) -> tuple:
   return ('power',) if optimizer == 'classp' else ()
 
 
+@jax.jit
+def _max_of_leaves(tree):
+  maxima = [jnp.max(x) for x in jax.tree.leaves(tree) if x.size]
+  return jnp.max(jnp.stack(maxima)) if maxima else jnp.float32(0.0)
+
+
 def _max_leaf(tree) -> float:
-  leaves = jax.tree.leaves(tree)
-  return max((float(jnp.max(x)) for x in leaves if x.size), default=0.0)
+  """The largest value in ``tree`` (0 if it has none): one compiled call and
+  one transfer, not one of each per leaf."""
+  return float(_max_of_leaves(tree))
 
 
 def classp_method(
