@@ -33,6 +33,7 @@ args = parser.parse_args()
 
 tasks = sequence(load_idx_dataset('mnist', args.data_dir),
                  load_idx_dataset('fashion-mnist', args.data_dir))
+image_shape = tasks[0].dataset.x_train.shape[1:]  # (28, 28, 1)
 config = TrainConfig(epochs=tuple(int(e) for e in args.epochs.split(',')),
                      batch_size=32, seed=args.seed)
 
@@ -44,7 +45,7 @@ for method in [
     make_method('sgd', learning_rate=0.25),
 ]:
   result = train_continual(
-      lambda: make_model('cnn', (28, 28, 1), 10, args.seed), tasks, method,
+      lambda: make_model('cnn', image_shape, 10, args.seed), tasks, method,
       config, progress=True)
   if result.diverged:
     print(f'{method.name:7} diverged in task {result.diverged["task"]} at '

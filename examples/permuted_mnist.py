@@ -22,6 +22,7 @@ args = parser.parse_args()
 
 mnist = load_idx_dataset('mnist', args.data_dir)
 tasks = permuted(mnist, args.tasks, seed=args.seed)
+image_shape = mnist.x_train.shape[1:]  # (28, 28, 1)
 config = TrainConfig(epochs=1, batch_size=500, seed=args.seed)
 
 for method in [
@@ -30,7 +31,7 @@ for method in [
     make_method('adam', learning_rate=3e-4),
 ]:
   result = train_continual(
-      lambda: make_model('mlp', (28, 28, 1), 10, args.seed), tasks, method,
+      lambda: make_model('mlp', image_shape, 10, args.seed), tasks, method,
       config, progress=True)
   s = result.summary
   print(f'{method.name:7} average {s["average_accuracy"]:.3f}  forgetting '
