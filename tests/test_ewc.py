@@ -154,10 +154,12 @@ def test_ewc_keeps_weights_near_the_anchor_while_training_on_new_data():
     return optax.softmax_cross_entropy_with_integer_labels(x @ p['w'], y).mean()
 
   def train(tx, state, p, steps=200):
-    for _ in range(steps):
+    def step(_, carry):
+      p, state = carry
       updates, state = tx.update(jax.grad(loss)(p), state, p)
-      p = optax.apply_updates(p, updates)
-    return p
+      return optax.apply_updates(p, updates), state
+    return jax.jit(lambda p, state: jax.lax.fori_loop(
+        0, steps, step, (p, state)))(p, state)[0]
 
   anchor = {'w': jnp.zeros((4, 3))}
   fisher = {'w': jnp.ones((4, 3))}
