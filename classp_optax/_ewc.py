@@ -16,6 +16,7 @@ import optax
 
 from classp_optax import _checks
 from classp_optax import _state_search
+from classp_optax._padding import pad_rows
 
 EWC_MODES = ('separate', 'online')
 
@@ -148,14 +149,6 @@ def squared_gradient_sum(example_loss, params, inputs, labels, weight, args):
   )
 
 
-def _pad_rows(array, rows: int):
-  """``array`` with zero rows appended up to ``rows``; NumPy arrays stay on
-  the host (no compile for each new length), others on their device."""
-  xp = np if isinstance(array, np.ndarray) else jnp
-  pad = [(0, rows - len(array))] + [(0, 0)] * (array.ndim - 1)
-  return xp.pad(array, pad)
-
-
 def empirical_fisher(
     example_loss: Callable,
     params,
@@ -203,7 +196,7 @@ def empirical_fisher(
     weight = np.ones(batch_size, np.float32)
     if len(x) < batch_size:  # pad, so that one compiled chunk serves all
       weight[len(x):] = 0.0
-      x, y = _pad_rows(x, batch_size), _pad_rows(y, batch_size)
+      x, y = pad_rows(x, batch_size), pad_rows(y, batch_size)
     total = jax.tree.map(
         jnp.add, total,
         squared_gradient_sum(example_loss, params, x, y, weight, args))

@@ -36,6 +36,7 @@ from classp_optax import classp_stats
 from classp_optax import empirical_fisher
 from classp_optax import set_hyperparams
 from classp_optax import tree_bytes
+from classp_optax._padding import pad_rows
 from classp_optax._state_search import find_all
 from classp_optax.continual import metrics
 from classp_optax.continual import steps as compiled
@@ -210,13 +211,6 @@ class _Placement:
       nnx.update(nodes, jax.device_put(state, NamedSharding(self.mesh, P())))
 
 
-def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
-  if len(array) == rows:
-    return array
-  return np.concatenate(
-      [array, np.zeros((rows - len(array), *array.shape[1:]), array.dtype)])
-
-
 def test_batches(task: Task, batch_size: int, placement=None,
                  num_batches: int | None = None) -> tuple:
   """``task``'s test set on the device as ``(inputs, labels, valid)`` stacks of
@@ -231,7 +225,7 @@ def test_batches(task: Task, batch_size: int, placement=None,
   valid = np.arange(rows) < len(y)
   return placement.batch_rows(
       *(a.reshape(num_batches, batch_size, *a.shape[1:])
-        for a in (_pad_rows(x, rows), _pad_rows(y, rows), valid)))
+        for a in (pad_rows(x, rows), pad_rows(y, rows), valid)))
 
 
 def evaluate(model, task: Task, batch_size: int, placement=None,
@@ -625,8 +619,8 @@ def train_continual(
 
   def train_data(task):
     x, y = task.train_batch(np.arange(task.num_train))
-    return placement.replicated(_pad_rows(x, max_train),
-                                _pad_rows(y, max_train))
+    return placement.replicated(pad_rows(x, max_train),
+                                pad_rows(y, max_train))
 
   diverged = None
   bar = tqdm(total=sum(steps_for(t) for t in range(first_task, num_tasks))

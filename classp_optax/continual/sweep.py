@@ -30,13 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from classp_optax._padding import pad_rows
 from classp_optax.continual import steps as compiled
 from classp_optax.continual import streams
 from classp_optax.continual.checkpoint import RunCheckpointer
 from classp_optax.continual.loop import RunResult
 from classp_optax.continual.loop import TrainConfig
 from classp_optax.continual.loop import _Diverged
-from classp_optax.continual.loop import _pad_rows
 from classp_optax.continual.loop import check_run
 from classp_optax.continual.loop import default_steps_per_call
 from classp_optax.continual.loop import end_task
@@ -188,11 +188,11 @@ def train_sweep(
                  for tasks in train_tasks), strict=True)
     masks = [tasks[t].train_logit_masks() for tasks in train_tasks]
     if _same(x) and _same(y) and _same(masks):
-      return True, (jnp.asarray(_pad_rows(x[0], max_train)),
-                    jnp.asarray(_pad_rows(y[0], max_train)),
+      return True, (jnp.asarray(pad_rows(x[0], max_train)),
+                    jnp.asarray(pad_rows(y[0], max_train)),
                     jnp.asarray(masks[0]))
-    return False, (jnp.asarray(np.stack([_pad_rows(a, max_train) for a in x])),
-                   jnp.asarray(np.stack([_pad_rows(a, max_train) for a in y])),
+    return False, (jnp.asarray(np.stack([pad_rows(a, max_train) for a in x])),
+                   jnp.asarray(np.stack([pad_rows(a, max_train) for a in y])),
                    jnp.asarray(np.stack(masks)))
 
   def stop(k, record):
