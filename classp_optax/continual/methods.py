@@ -177,16 +177,15 @@ def _static_power(optimizer: str) -> tuple:
   return ('power',) if optimizer == 'classp' else ()
 
 
-@jax.jit
-def _max_of_leaves(tree):
-  maxima = [jnp.max(x) for x in jax.tree.leaves(tree) if x.size]
-  return jnp.max(jnp.stack(maxima)) if maxima else jnp.float32(0.0)
+_tree_max = jax.jit(optax.tree.max)
 
 
 def _max_leaf(tree) -> float:
   """The largest value in ``tree`` (0 if it has none): one compiled call and
   one transfer, not one of each per leaf."""
-  return float(_max_of_leaves(tree))
+  if not any(x.size for x in jax.tree.leaves(tree)):
+    return 0.0
+  return float(_tree_max(tree))
 
 
 def classp_method(
