@@ -14,13 +14,17 @@
     tasks (the ``permuted-mnist`` benchmark's protocol), beside the share of
     the floating-point work that evaluation is: no loop can go below that.
 (d) training examples per second of a sweep of K = 6 CLASSP learning rates
-    (``sweep.train_sweep``: one vmapped program) against the same 6 runs one
-    after another (``train_continual``), and against a PyTorch loop in the
+    (``sweep.train_sweep``: one vmapped program, its configurations split
+    over the devices) against the same 6 runs one after another
+    (``train_continual``, on one device), and against a PyTorch loop in the
     style of the CLASSP reference code (one Python step per batch, timed on
     one of the six runs; skipped when torch is not installed), on split
     digits (the embedded benchmark: MLP 64-128-128-10, batch 16) and split
-    MNIST (MLP 784-256-256-10, batch 32), 5 tasks of one epoch each. Medians
-    of interleaved repeats, after a warm-up of each.
+    MNIST (MLP 784-256-256-10, batch 32), 5 tasks of one epoch each. The
+    sweep is also timed on one device, which shows what vmap alone gives.
+    On a CPU the benchmark splits the host into ``--cpu-devices`` devices
+    (default: one per core) before JAX starts. Medians of interleaved
+    repeats, after a warm-up of each.
 
     python benchmarks/loop_speed.py --data-dir ../shared/data
     python benchmarks/loop_speed.py --part a --models cnn --repeats 3
@@ -34,6 +38,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 import platform
 import statistics
 import time
@@ -261,8 +266,11 @@ def part_d(data_dir, repeats):
         'CLASSP learning rates in one vmapped program vs the same runs one '
         f'after another (median of {repeats}, interleaved; 5 tasks, 1 epoch '
         'each)')
+  print(f'{len(jax.devices())} device(s) for the sweep; the sequential runs '
+        'and "sweep, 1 device" on one')
   print(f'{"stream":12} {"model":16} {"batch":>5} {"sweep ex/s":>11} '
-        f'{"sequential":>11} {"torch":>9} {"sweep/seq":>9} {"sweep/torch":>11}')
+        f'{"1 device":>9} {"sequential":>11} {"torch":>9} {"sweep/seq":>9} '
+        f'{"1 dev/seq":>9} {"sweep/torch":>11}')
   cases = [('split digits', lambda: datasets.load_digits(seed=0), (128, 128),
             16)]
   with contextlib.suppress(FileNotFoundError):
@@ -279,11 +287,14 @@ def part_d(data_dir, repeats):
         rate, power=2.0, decay_from_task=0), config) for rate in SWEEP_RATES]
     runners = dict(
         sweep=lambda runs=runs: sweep.train_sweep(runs),
+        one_device=lambda runs=runs: sweep.train_sweep(
+            runs, devices=jax.devices()[:1]),
         sequential=lambda runs=runs: [loop.train_continual(
             r.make_model, r.tasks, r.method, r.config) for r in runs])
     one_run = batch_size * sum(
         config.steps_for(t, task.num_train) for t, task in enumerate(tasks))
-    examples = dict(sweep=len(runs) * one_run, sequential=len(runs) * one_run)
+    examples = dict(sweep=len(runs) * one_run, one_device=len(runs) * one_run,
+                    sequential=len(runs) * one_run)
     if torch is not None:  # one run of the six: it is slow, and as fast
       runners['torch'] = torch_reference_runner(tasks, config, hidden, 1e-2)
       examples['torch'] = one_run
@@ -296,16 +307,18 @@ def part_d(data_dir, repeats):
         run()
         rates[key].append(examples[key] / (time.perf_counter() - start))
     median = {key: statistics.median(values) for key, values in rates.items()}
-    over_sequential = statistics.median(
-        a / b for a, b in zip(rates['sweep'], rates['sequential'], strict=True))
-    over_torch = (statistics.median(
-        a / b for a, b in zip(rates['sweep'], rates['torch'], strict=True))
-        if torch is not None else None)
+    def ratio(key, baseline, rates=rates):
+      return statistics.median(
+          a / b for a, b in zip(rates[key], rates[baseline], strict=True))
+
+    over_sequential = ratio('sweep', 'sequential')
+    over_torch = ratio('sweep', 'torch') if torch is not None else None
     print(f'{stream_name:12} {"MLP " + "-".join(map(str, hidden)):16} '
           f'{batch_size:5d} {median["sweep"]:11,.0f} '
-          f'{median["sequential"]:11,.0f} '
+          f'{median["one_device"]:9,.0f} {median["sequential"]:11,.0f} '
           + (f'{median["torch"]:9,.0f} ' if torch else f'{"absent":>9} ')
           + f'{over_sequential:9.2f} '
+          + f'{ratio("one_device", "sequential"):9.2f} '
           + (f'{over_torch:11.2f}' if torch else f'{"skipped":>11}'),
           flush=True)
 
@@ -337,7 +350,14 @@ def main():
   parser.add_argument('--cnn-examples', type=_at_least_one, default=6400,
                       help='examples (steps x batch size, at least 10 steps)')
   parser.add_argument('--tasks', type=_at_least_one, default=20)
+  parser.add_argument('--cpu-devices', type=_at_least_one,
+                      default=os.cpu_count(),
+                      help='on a CPU, devices to split the host into (part d '
+                           'sweeps over them; every other part uses one); '
+                           'default: one per core')
   args = parser.parse_args()
+  # Before JAX starts its CPU backend (the first call that needs a device).
+  jax.config.update('jax_num_cpu_devices', args.cpu_devices)
   print(f'{platform.node()}: {jax.devices()[0].device_kind}, '
         f'{len(jax.devices())} device(s), jax {jax.__version__}')
   if 'a' in args.part:

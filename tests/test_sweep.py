@@ -68,19 +68,57 @@ def test_each_configuration_equals_its_own_run(name, settings):
 
 
 def test_configurations_on_one_stream_share_its_data(monkeypatch):
+  """One copy of the data for all, each configuration its own index rows (a
+  shared order is slower on XLA:CPU: see ``sweep_train_steps``)."""
   tasks = stream(0)
   runs = [sweep.SweepRun(mlp(0), tasks, methods.classp_method(lr), CONFIG)
           for lr in (0.05, 0.1, 0.2)]
-  shared = []
+  calls = []
   original = loop.compiled.sweep_train_steps
 
-  def spy(*args, shared_data=False, **kwargs):
-    shared.append(shared_data)
-    return original(*args, shared_data=shared_data, **kwargs)
+  def spy(graphdef, states, inputs, labels, index, *args, **kwargs):
+    calls.append((kwargs['shared_data'], inputs.ndim, index.shape))
+    return original(graphdef, states, inputs, labels, index, *args, **kwargs)
 
   monkeypatch.setattr(sweep.compiled, 'sweep_train_steps', spy)
   results = sweep.train_sweep(runs)
-  assert shared and all(shared)
+  # The inputs (N, 8, 8, 1) once; the index (K, steps, batch).
+  assert calls and all(shared and ndim == 4 and index[0] == len(runs)
+                       for shared, ndim, index in calls)
+  _assert_same_as_separate_runs(runs, results)
+
+
+@pytest.mark.parametrize('num_devices', [1, 2])
+def test_configurations_are_split_over_the_devices(monkeypatch, num_devices):
+  """Three configurations on two devices: padded to four (a copy of the
+  last), two a device; each still equals its own run. Every test set is
+  scored for all configurations in one compiled call."""
+  devices = jax.devices()[:num_devices]
+  tasks = stream(0)
+  runs = [sweep.SweepRun(mlp(seed), tasks, methods.sgd_method(lr),
+                         dataclasses.replace(CONFIG, seed=seed))
+          for seed, lr in enumerate((0.05, 0.1, 0.2))]
+  placed, scored = [], []
+  train = sweep.compiled.sweep_train_steps
+  score = sweep.compiled.sweep_correct_count
+
+  def train_spy(graphdef, states, *args, **kwargs):
+    leaf = jax.tree.leaves(states)[0]
+    placed.append((leaf.shape[0], leaf.sharding.device_set))
+    return train(graphdef, states, *args, **kwargs)
+
+  def score_spy(*args, **kwargs):
+    scored.append(args[1])
+    return score(*args, **kwargs)
+
+  monkeypatch.setattr(sweep.compiled, 'sweep_train_steps', train_spy)
+  monkeypatch.setattr(sweep.compiled, 'sweep_correct_count', score_spy)
+  results = sweep.train_sweep(runs, devices=devices, steps_per_call=7)
+  slots = 3 if num_devices == 1 else 4
+  assert placed and all(size == slots and devices_used == set(devices)
+                        for size, devices_used in placed)
+  assert len(scored) == len(tasks) ** 2  # one call per task and test set
+  assert len(results) == len(runs)
   _assert_same_as_separate_runs(runs, results)
 
 
@@ -121,18 +159,18 @@ def test_killed_between_tasks_and_resumed_equals_uninterrupted(tmp_path,
           for seed in range(2)]
   whole = sweep.train_sweep(runs)
   calls = []
-  original = loop.score
+  original = sweep.compiled.sweep_correct_count
 
-  def killed_in_task_2(*args):
-    if len(calls) == 2 * len(runs):  # every run scored after tasks 0 and 1
+  def killed_in_task_2(*args, **kwargs):
+    if len(calls) == 2 * len(tasks):  # every test set scored after tasks 0, 1
       raise KeyboardInterrupt
     calls.append(args)
-    return original(*args)
+    return original(*args, **kwargs)
 
-  monkeypatch.setattr(sweep, 'score', killed_in_task_2)
+  monkeypatch.setattr(sweep.compiled, 'sweep_correct_count', killed_in_task_2)
   with pytest.raises(KeyboardInterrupt):
     sweep.train_sweep(runs, checkpoint_dir=tmp_path)
-  monkeypatch.setattr(sweep, 'score', original)
+  monkeypatch.setattr(sweep.compiled, 'sweep_correct_count', original)
   resumed = sweep.train_sweep(runs, checkpoint_dir=tmp_path)
   for a, b in zip(whole, resumed, strict=True):
     np.testing.assert_array_equal(a.accuracy, b.accuracy)

@@ -11,7 +11,8 @@ mask, injected hyperparameters) is an argument or part of the state.
 * :func:`train_steps`: many steps per dispatch, each gathering its batch
   from the task's data on the device by an index array;
   :func:`sweep_train_steps` the same for K configurations at once.
-* :func:`correct_count`: a whole test set, stacked into batches.
+* :func:`correct_count`: a whole test set, stacked into batches;
+  :func:`sweep_correct_count` the same for K models at once.
 * :func:`fisher_example_loss`: one example's loss, for
   :func:`classp_optax.empirical_fisher`.
 """
@@ -87,12 +88,15 @@ def sweep_train_steps(graphdef, states, inputs, labels, index, counts,
   """:func:`train_steps` of K configurations in one program: ``jax.vmap``
   over the leading axis of ``states`` (stacked), of ``inputs``, ``labels``
   and ``logit_masks`` unless ``shared_data`` (every configuration trains on
-  the same data), of ``index`` unless it has one ``(max_steps, batch)``
-  order for all (then each batch is gathered once, and the first layer of
-  every configuration is one matrix product), and of ``counts`` unless it is
-  a scalar. With ``(K,)`` counts a configuration whose count is smaller stops
-  there while the others go on (every step then selects between the old and
-  the new states); one count for all keeps a plain loop.
+  the same data), of ``index`` (``(K, max_steps, batch)``; a shared
+  ``(max_steps, batch)`` order is accepted too, but it is slower on XLA:CPU:
+  one product of the shared batch with the K stacked first-layer weights
+  makes XLA transpose those weights at every step) and of ``counts`` unless
+  it is a scalar. With ``(K,)`` counts a configuration whose count is
+  smaller stops there while the others go on (every step then selects
+  between the old and the new states); one count for all keeps a plain loop.
+  Sharded inputs (the configuration axis over a mesh) give a program that
+  runs each device's configurations on that device.
 
   Returns:
     The new states and the ``(K, max_steps)`` losses, NaN past each count.
@@ -104,8 +108,7 @@ def sweep_train_steps(graphdef, states, inputs, labels, index, counts,
                       states, inputs, labels, index, counts, logit_masks)
 
 
-@functools.partial(jax.jit, static_argnames='graphdef')
-def correct_count(graphdef, state, inputs, labels, valid, logit_mask):
+def _correct_count(graphdef, state, inputs, labels, valid, logit_mask):
   """How many of a test set's examples the model labels right.
 
   Args:
@@ -122,6 +125,21 @@ def correct_count(graphdef, state, inputs, labels, valid, logit_mask):
     return total + jnp.sum(ok & (jnp.argmax(logits, axis=-1) == y)), None
 
   return jax.lax.scan(batch, jnp.int32(0), (inputs, labels, valid))[0]
+
+
+correct_count = jax.jit(_correct_count, static_argnames='graphdef')
+
+
+@functools.partial(jax.jit, static_argnames=('graphdef', 'shared_data'))
+def sweep_correct_count(graphdef, states, inputs, labels, valid, logit_masks,
+                        shared_data=False):
+  """:func:`correct_count` of K stacked models (``(K,)`` counts): one test
+  set for all if ``shared_data``, else ``(K, ...)`` stacks of them;
+  ``logit_masks`` is ``(K, outputs)``."""
+  data = None if shared_data else 0
+  return jax.vmap(functools.partial(_correct_count, graphdef),
+                  in_axes=(0, data, data, data, 0))(
+                      states, inputs, labels, valid, logit_masks)
 
 
 @functools.lru_cache(maxsize=16)

@@ -8,12 +8,19 @@ K models and optimizer states along a leading axis and trains them with
 steps of every configuration. Each configuration keeps its own
 initialisation, data order, task stream and numeric hyperparameters; what
 must be shared is what is compiled into the step (``Method.structure``: the
-method and its static settings) and the batch size.
+method and its static settings) and the batch size. The configuration axis
+is split over the devices (a mesh axis ``'config'``): on several
+accelerators each trains its share, and on a CPU split into devices
+(``jax.config.update('jax_num_cpu_devices', n)`` before JAX starts) each
+core does, which is where a sweep gains on a CPU: one small run does not
+keep several cores busy, and a vmapped step costs about K single ones.
 
 Between tasks each configuration is handled on its own, by the same code as
 :func:`loop.train_continual` (consolidation, stiffness, capacity, scoring),
 so per configuration a sweep gives what K separate runs give, to float
-rounding (a vmapped matmul may round differently). A configuration whose
+rounding (a vmapped matmul may round differently). After each task every
+configuration is scored on every test set by one compiled call per test
+set. A configuration whose
 loss or state becomes non-finite stops (``diverged`` in its result) while
 the others go on. Checkpoints, after every task, hold every configuration's
 state; a resumed sweep goes on from the last finished task.
@@ -27,6 +34,9 @@ import time
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -42,7 +52,6 @@ from classp_optax.continual.loop import default_steps_per_call
 from classp_optax.continual.loop import end_task
 from classp_optax.continual.loop import fingerprint
 from classp_optax.continual.loop import make_result
-from classp_optax.continual.loop import score
 from classp_optax.continual.loop import start_task
 from classp_optax.continual.loop import task_order
 from classp_optax.continual.loop import test_batches
@@ -61,8 +70,33 @@ class SweepRun:
   config: TrainConfig = TrainConfig()
 
 
-def _stack(trees):
+@jax.jit
+def _stack(trees: list):
+  """One tree of ``trees`` stacked along a new leading axis (one compiled
+  call: stacking leaf by leaf costs a dispatch per leaf)."""
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+@jax.jit
+def _unstack(tree) -> list:
+  """The inverse of :func:`_stack`, in one compiled call."""
+  size = jax.tree.leaves(tree)[0].shape[0]
+  return [jax.tree.map(lambda leaf, k=k: leaf[k], tree) for k in range(size)]
+
+
+def _padded(items: list, size: int) -> list:
+  """``items`` and copies of its last one, ``size`` in all."""
+  return items + items[-1:] * (size - len(items))
+
+
+def config_mesh(num_runs: int, devices=None) -> Mesh:
+  """The mesh a sweep of ``num_runs`` configurations runs on: a ``'config'``
+  axis over ``devices`` (default: every local device), at most one device
+  per configuration."""
+  devices = list(jax.local_devices() if devices is None else devices)
+  if not devices:
+    raise ValueError('devices must name at least one device.')
+  return Mesh(np.array(devices[:min(num_runs, len(devices))]), ('config',))
 
 
 def _signature(tree) -> list:
@@ -108,6 +142,7 @@ def train_sweep(
     run_fingerprint: dict | None = None,
     progress: bool = False,
     steps_per_call: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> list[RunResult]:
   """Trains every configuration of ``runs`` on its stream, all at once.
 
@@ -120,6 +155,10 @@ def train_sweep(
     run_fingerprint: what identifies the sweep in its checkpoints.
     progress: show a progress bar.
     steps_per_call: train steps per dispatch, at most.
+    devices: where to train (default: every local device). The
+      configurations are split over at most one device each; when their
+      number is not a multiple of the devices used, copies of the last
+      configuration fill the gap and their results are dropped.
 
   Returns:
     One :class:`~classp_optax.continual.loop.RunResult` per configuration,
@@ -129,6 +168,15 @@ def train_sweep(
   runs = list(runs)
   _check_sweep(runs, steps_per_call)
   num_runs, num_tasks = len(runs), len(runs[0].tasks)
+  mesh = config_mesh(num_runs, devices)
+  slots = -(-num_runs // mesh.size) * mesh.size  # configurations, padded
+  by_config = NamedSharding(mesh, P('config'))
+  replicated = NamedSharding(mesh, P())
+
+  def spread(tree):
+    """A stack of ``num_runs`` configurations, padded, split over the mesh."""
+    return jax.device_put(_stack(_padded(list(tree), slots)), by_config)
+
   models = [r.make_model() for r in runs]
   optimizers = [nnx.Optimizer(m, r.method.optimizer, wrt=nnx.Param)
                 for m, r in zip(models, runs, strict=True)]
@@ -143,6 +191,7 @@ def train_sweep(
   # The step reads every numeric hyperparameter from the state, so the
   # first configuration's graph definition serves them all.
   graphdef = nnx.split((models[0], optimizers[0]))[0]
+  home = jax.devices()[0]  # where the models live between tasks
   train_tasks = [streams.joint(r.tasks) if r.method.joint else list(r.tasks)
                  for r in runs]
   steps = np.array([[r.config.steps_for(t, train_tasks[k][t].num_train)
@@ -169,16 +218,36 @@ def train_sweep(
   num_eval_batches = max(
       -(-len(task.test_index) // runs[0].config.eval_batch_size)
       for r in runs for task in r.tasks)
-  eval_batches: dict = {}
+  test_sets: dict = {}
 
-  def batches_of(k):
-    def batches(j):
-      if (k, j) not in eval_batches:
-        eval_batches[k, j] = test_batches(
-            runs[k].tasks[j], runs[k].config.eval_batch_size,
-            num_batches=num_eval_batches)
-      return eval_batches[k, j]
-    return batches
+  def test_data(j):
+    """Every configuration's test set ``j`` (once if they all share it) and
+    output mask, put on the devices once per sweep."""
+    if j not in test_sets:
+      sets = [jax.device_get(test_batches(
+          r.tasks[j], r.config.eval_batch_size, num_batches=num_eval_batches))
+          for r in runs]
+      shared = all(_same(list(arrays)) for arrays in zip(*sets, strict=True))
+      test_sets[j] = (shared, jax.device_put(sets[0], replicated) if shared
+                      else spread(sets),
+                      spread(np.asarray(r.tasks[j].logit_mask()) for r in runs))
+    return test_sets[j]
+
+  def score_all(t):
+    """Row ``t`` of every live configuration's accuracy matrix."""
+    for model in models:
+      model.eval()  # before the split: the graph definition holds the mode
+    eval_graphdef = nnx.split(models[0])[0]
+    states = spread(nnx.state(model) for model in models)
+    for model in models:
+      model.train()
+    for j in range(num_tasks):
+      shared, batches, masks = test_data(j)
+      correct = np.asarray(compiled.sweep_correct_count(
+          eval_graphdef, states, *batches, masks, shared_data=shared))
+      for k, r in enumerate(runs):
+        if diverged[k] is None:
+          accuracy[k, t, j] = correct[k] / len(r.tasks[j].test_index)
 
   max_train = max(task.num_train for tasks in train_tasks for task in tasks)
 
@@ -188,12 +257,12 @@ def train_sweep(
                  for tasks in train_tasks), strict=True)
     masks = [tasks[t].train_logit_masks() for tasks in train_tasks]
     if _same(x) and _same(y) and _same(masks):
-      return True, (jnp.asarray(pad_rows(x[0], max_train)),
-                    jnp.asarray(pad_rows(y[0], max_train)),
-                    jnp.asarray(masks[0]))
-    return False, (jnp.asarray(np.stack([pad_rows(a, max_train) for a in x])),
-                   jnp.asarray(np.stack([pad_rows(a, max_train) for a in y])),
-                   jnp.asarray(np.stack(masks)))
+      return True, jax.device_put(
+          (pad_rows(x[0], max_train), pad_rows(y[0], max_train), masks[0]),
+          replicated)
+    return False, spread(
+        zip([pad_rows(a, max_train) for a in x],
+            [pad_rows(a, max_train) for a in y], masks, strict=True))
 
   def stop(k, record):
     diverged[k] = record
@@ -210,9 +279,10 @@ def train_sweep(
       for k, r in enumerate(runs):
         start_task(models[k], optimizers[k], r.method, t)
       shared, data = train_data(t)
-      orders = [task_order(r.config, t, train_tasks[k][t].num_train)
-                for k, r in enumerate(runs)]
-      states = _stack([nnx.state(pair) for pair in pairs])
+      orders = _padded([task_order(r.config, t, train_tasks[k][t].num_train)
+                        for k, r in enumerate(runs)], slots)
+      task_steps = np.array(_padded(list(steps[:, t]), slots))
+      states = spread(nnx.state(pair) for pair in pairs)
       pending = None
 
       def read(pending):
@@ -225,24 +295,27 @@ def train_sweep(
                          what='the loss'))
         bar.update(int(counts.max()))
 
-      for first in range(0, int(steps[:, t].max()), steps_per_call):
-        counts = np.clip(steps[:, t] - first, 0, steps_per_call)
-        index = np.zeros((num_runs, steps_per_call, batch_size), np.int32)
+      for first in range(0, int(task_steps.max()), steps_per_call):
+        counts = np.clip(task_steps - first, 0, steps_per_call)
+        # Each configuration's own rows, even where the orders agree: on
+        # XLA:CPU a shared order is slower (see sweep_train_steps).
+        index = np.zeros((slots, steps_per_call, batch_size), np.int32)
         for k, order in enumerate(orders):
           index[k, :counts[k]] = order[first:first + counts[k]]
-        if shared and (index == index[0]).all():
-          index = index[0]  # one order for all: each batch gathered once
+        one_count = (counts == counts[0]).all()
         states, losses = compiled.sweep_train_steps(
-            graphdef, states, *data[:2], jnp.asarray(index),
-            jnp.asarray((counts[0] if (counts == counts[0]).all() else counts
-                         ).astype(np.int32)), data[2], shared_data=shared)
+            graphdef, states, *data[:2], jax.device_put(index, by_config),
+            (jax.device_put(np.int32(counts[0]), replicated) if one_count
+             else jax.device_put(counts.astype(np.int32), by_config)),
+            data[2], shared_data=shared)
         if pending is not None:
           read(pending)
         pending = (t, first, counts, losses)
       if pending is not None:
         read(pending)
-      for k, r in enumerate(runs):
-        nnx.update(pairs[k], jax.tree.map(lambda leaf, k=k: leaf[k], states))
+      for k, (r, state) in enumerate(zip(
+          runs, _unstack(jax.device_put(states, home)), strict=False)):
+        nnx.update(pairs[k], state)
         if diverged[k] is not None:
           continue
         try:
@@ -250,8 +323,7 @@ def train_sweep(
                    int(steps[k, t]), stiffness[k], capacity_used[k])
         except _Diverged as error:
           stop(k, error.record)
-          continue
-        accuracy[k, t] = score(models[k], r.tasks, batches_of(k))
+      score_all(t)
       wall_time += time.perf_counter() - start
       if checkpointer is not None:
         checkpointer.save(
