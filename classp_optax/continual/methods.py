@@ -22,7 +22,7 @@ import math
 import numbers
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import optax
 
 from classp_optax import _checks
@@ -127,7 +127,7 @@ def _injected(factory: Callable, static_args: tuple = (), **hyperparams
   static = tuple(sorted(
       (name, value) for name, value in hyperparams.items()
       if name in static_args or isinstance(value, bool)
-      or not isinstance(value, (numbers.Number, jax.Array))))
+      or not isinstance(value, (numbers.Number, jax.Array, np.ndarray))))
   return tx, (factory.__name__, static)
 
 
@@ -240,10 +240,13 @@ def classp_method(
     )
 
   # One transform for every task; the schedule lives in its state.
+  # apply_decay is a NumPy array (injected as a number, not a static flag):
+  # a JAX array would be one buffer that every init puts in its state, and
+  # donating one run's state would delete it from the next run's.
   tx, structure = _injected(
       classp, static_args=('power',), power=power, eps=eps,
       relative_threshold=relative_threshold, **{
-          name: jnp.asarray(value) if name == 'apply_decay' else value
+          name: np.asarray(value) if name == 'apply_decay' else value
           for name, value in hyperparams_for_task(0).items()})
   return Method('classp', hyperparams, tx, hyperparams_for_task,
                 structure=structure)
