@@ -211,6 +211,17 @@ class _Placement:
       nnx.update(nodes, jax.device_put(state, NamedSharding(self.mesh, P())))
 
 
+def host_test_batches(task: Task, batch_size: int,
+                      num_batches: int | None = None) -> tuple:
+  """:func:`test_batches` as NumPy arrays, on the host."""
+  x, y = task.test_set()
+  num_batches = num_batches or -(-len(y) // batch_size)
+  rows = num_batches * batch_size
+  valid = np.arange(rows) < len(y)
+  return tuple(a.reshape(num_batches, batch_size, *a.shape[1:])
+               for a in (pad_rows(x, rows), pad_rows(y, rows), valid))
+
+
 def test_batches(task: Task, batch_size: int, placement=None,
                  num_batches: int | None = None) -> tuple:
   """``task``'s test set on the device as ``(inputs, labels, valid)`` stacks of
@@ -219,13 +230,8 @@ def test_batches(task: Task, batch_size: int, placement=None,
   permuted task's inputs are permuted and copied once, not at every
   evaluation."""
   placement = placement or _Placement(None)
-  x, y = task.test_set()
-  num_batches = num_batches or -(-len(y) // batch_size)
-  rows = num_batches * batch_size
-  valid = np.arange(rows) < len(y)
   return placement.batch_rows(
-      *(a.reshape(num_batches, batch_size, *a.shape[1:])
-        for a in (pad_rows(x, rows), pad_rows(y, rows), valid)))
+      *host_test_batches(task, batch_size, num_batches))
 
 
 def evaluate(model, task: Task, batch_size: int, placement=None,

@@ -16,11 +16,10 @@ core does, which is where a sweep gains on a CPU: one small run does not
 keep several cores busy, and a vmapped step costs about K single ones.
 
 Between tasks each configuration is handled on its own, by the same code as
-:func:`loop.train_continual` (consolidation, stiffness, capacity, scoring),
+:func:`loop.train_continual` (consolidation, stiffness, capacity), and all
+are scored on each test set by one vmapped call of the loop's evaluation,
 so per configuration a sweep gives what K separate runs give, to float
-rounding (a vmapped matmul may round differently). After each task every
-configuration is scored on every test set by one compiled call per test
-set. A configuration whose
+rounding (a vmapped matmul may round differently). A configuration whose
 loss or state becomes non-finite stops (``diverged`` in its result) while
 the others go on. Checkpoints, after every task, hold every configuration's
 state; a resumed sweep goes on from the last finished task.
@@ -51,10 +50,10 @@ from classp_optax.continual.loop import check_run
 from classp_optax.continual.loop import default_steps_per_call
 from classp_optax.continual.loop import end_task
 from classp_optax.continual.loop import fingerprint
+from classp_optax.continual.loop import host_test_batches
 from classp_optax.continual.loop import make_result
 from classp_optax.continual.loop import start_task
 from classp_optax.continual.loop import task_order
-from classp_optax.continual.loop import test_batches
 from classp_optax.continual.loop import warn_diverged
 from classp_optax.continual.methods import Method
 from classp_optax.continual.streams import Task
@@ -224,9 +223,8 @@ def train_sweep(
     """Every configuration's test set ``j`` (once if they all share it) and
     output mask, put on the devices once per sweep."""
     if j not in test_sets:
-      sets = [jax.device_get(test_batches(
-          r.tasks[j], r.config.eval_batch_size, num_batches=num_eval_batches))
-          for r in runs]
+      sets = [host_test_batches(r.tasks[j], r.config.eval_batch_size,
+                                num_batches=num_eval_batches) for r in runs]
       shared = all(_same(list(arrays)) for arrays in zip(*sets, strict=True))
       test_sets[j] = (shared, jax.device_put(sets[0], replicated) if shared
                       else spread(sets),
@@ -313,8 +311,8 @@ def train_sweep(
         pending = (t, first, counts, losses)
       if pending is not None:
         read(pending)
-      for k, (r, state) in enumerate(zip(
-          runs, _unstack(jax.device_put(states, home)), strict=False)):
+      unstacked = _unstack(jax.device_put(states, home))[:num_runs]
+      for k, (r, state) in enumerate(zip(runs, unstacked, strict=True)):
         nnx.update(pairs[k], state)
         if diverged[k] is not None:
           continue
