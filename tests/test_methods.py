@@ -1,6 +1,7 @@
 """Every method's hyperparameters are checked up front, and its defaults
 train stably on the built-in benchmarks."""
 
+import functools
 import inspect
 import warnings
 
@@ -132,8 +133,13 @@ def test_penalty_on_an_inner_optimizer_equals_the_hand_composed_chain(
   a = loop.train_continual(make_model, tasks, ours, config)
   b = loop.train_continual(make_model, tasks, by_hand, config)
   assert ours.hyperparams['optimizer'] == optimizer
-  jax.tree.map(np.testing.assert_array_equal, nnx.state(a.model, nnx.Param),
-               nnx.state(b.model, nnx.Param))
+  # Equal to float rounding: the toolkit injects CLASSP's learning rate,
+  # threshold and decay switch as traced values, where the chain by hand has
+  # constants that XLA may fold into another order of operations (one ulp
+  # apart after a step, seen with jaxlib 0.10.2 on the CPU).
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5,
+                                 atol=1e-8),
+               nnx.state(a.model, nnx.Param), nnx.state(b.model, nnx.Param))
   assert a.stiffness and a.stiffness_bound is None  # adaptive: no SGD bound
 
 
