@@ -195,7 +195,7 @@ def part_c(data_dir, num_tasks):
   print(f'\n(c) evaluation\'s share of wall time: permuted MNIST, {num_tasks} '
         f'tasks, batch {suite.batch_size}, {suite.epochs} epoch per task, MLP '
         f'{suite.hidden}, CLASSP')
-  tasks = suite.make_tasks(data_dir, 0, num_tasks, 'task')
+  tasks = suite.make_tasks(data_dir, 0, num_tasks, suite.default_scenario)
   config = loop.TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size)
   evaluation = []
   original = loop._accuracy  # one test set, one compiled call

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from classp_optax.continual import cli
+from classp_optax.continual import datasets
 from classp_optax.continual import suites
 from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.suites import SUITES
@@ -56,11 +57,9 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
     (['--methods', 'sgd,sgd'], 'lists sgd more than once'),
     (['--methods', 'sgd:'], 'a method label takes'),
     (['--methods', 'sgd:a', '--set', 'sgd:b.learning_rate=1'], 'not in --methods'),
-    (['--benchmark', 'permuted-digits', '--scenario', 'class'],
-     '--scenario applies to split benchmarks only'),
+    (['--benchmark', 'mnist-fashion', '--scenario', 'class'],
+     '--scenario applies to split and permuted benchmarks only'),
     (['--checkpoint-every', '0'], '--checkpoint-every must be >= 1'),
-    (['--benchmark', 'permuted-digits', '--methods', 'sgd,joint'],
-     'joint training needs tasks drawn from one dataset'),
     (['--steps-per-task', '0'], '--steps-per-task must be >= 1'),
     (['--steps-per-task', '3', '--epochs', '2'], 'exclude each other'),
     (['--resume', '--overwrite'], 'exclude each other'),
@@ -156,20 +155,38 @@ def test_an_earlier_run_is_never_deleted_without_being_asked(tmp_path, capsys):
   assert _run(['--methods', 'sgd', '--overwrite'], tmp_path, capsys)[0] == 0
 
 
-@pytest.mark.parametrize('scenario,outputs,chance', [
-    ('task', 10, 0.5), ('domain', 2, 0.5), ('class', 10, 0.1)])
-def test_scenarios_of_split_benchmarks(tmp_path, capsys, scenario, outputs,
-                                       chance):
-  code, captured = _run(['--methods', 'adam', '--scenario', scenario],
-                        tmp_path, capsys, epochs='5')
+def _scenario_run(argv, scenario, out, capsys, epochs) -> np.ndarray:
+  """The accuracy matrix of ``argv`` run in ``scenario``, checked to be
+  named in the table and the JSON."""
+  code, captured = _run([*argv, '--scenario', scenario], out, capsys, epochs)
   assert code == 0
   assert f'{scenario}-incremental' in captured.out
-  saved = json.loads((tmp_path / 'results.json').read_text())
+  saved = json.loads((out / 'results.json').read_text())
   assert saved['scenario'] == scenario
-  r = np.array(saved['results'][0]['accuracy'])
+  return np.array(saved['results'][0]['accuracy'])
+
+
+@pytest.mark.parametrize('scenario,chance', [
+    ('task', 0.5), ('domain', 0.5), ('class', 0.1)])
+def test_scenarios_of_split_benchmarks(tmp_path, capsys, scenario, chance):
+  r = _scenario_run(['--methods', 'adam'], scenario, tmp_path, capsys, '5')
   assert np.all(np.diag(r) > chance + 0.2)  # every task is learnt
   if scenario == 'class':  # a shared head forgets the old classes entirely
     assert np.all(r[-1, :-1] < 0.1)
+
+
+@pytest.mark.parametrize('scenario', ['domain', 'task', 'class'])
+def test_scenarios_of_permuted_benchmarks(tmp_path, capsys, scenario):
+  r = _scenario_run(['--benchmark', 'permuted-digits', '--tasks', '3',
+                     '--methods', 'adam'], scenario, tmp_path, capsys, '3')
+  assert np.all(np.diag(r) > 0.6)  # every task is learnt
+  if scenario == 'class':
+    # A task's outputs are never answered before it trains them, and the
+    # newest task's outputs win over the old ones.
+    assert np.all(np.triu(r, 1) == 0), r
+    assert np.all(r[-1, :-1] < np.diag(r)[:-1] - 0.3), r
+  else:  # a known task, or the same digits: far above chance
+    assert np.all(r[-1] > 0.3)
 
 
 def test_steps_per_task_from_the_command_line(tmp_path, capsys):
@@ -179,37 +196,66 @@ def test_steps_per_task_from_the_command_line(tmp_path, capsys):
   assert saved['config']['steps_per_task'] == 4
 
 
-# van de Ven & Tolias (2019): their code's settings for split MNIST
-# (GMvandeVen/continual-learning, param_values.py at f0b1461).
-@pytest.mark.parametrize('scenario,ewc,online,gamma,si', [
-    ('task', 1e7, 1e8, 0.8, 50.0),
-    ('domain', 1e6, 1e8, 0.7, 500.0),
-    ('class', 1e8, 1e9, 0.8, 0.5),
-])
-def test_the_van_de_ven_preset_has_the_published_settings_per_scenario(
-    scenario, ewc, online, gamma, si):
+# van de Ven & Tolias (2019): their code's settings for split and permuted
+# MNIST (GMvandeVen/continual-learning, param_values.py at f0b1461).
+VAN_DE_VEN = {
+    'split-mnist-vdv': dict(
+        learning_rate=1e-3, shape=((400, 400), 128, 2000, 'torch'),
+        scenarios={'task': (1e7, 1e8, 0.8, 50.0),
+                   'domain': (1e6, 1e8, 0.7, 500.0),
+                   'class': (1e8, 1e9, 0.8, 0.5)}),
+    'permuted-mnist-vdv': dict(
+        learning_rate=1e-4, shape=((1000, 1000), 128, 5000, 'torch'),
+        scenarios={'task': (500.0, 500.0, 0.8, 5.0),
+                   'domain': (500.0, 1000.0, 0.9, 5.0),
+                   'class': (1.0, 5.0, 1.0, 0.1)}),
+}
+
+
+@pytest.mark.parametrize('benchmark,scenario', [
+    (benchmark, scenario) for benchmark, preset in VAN_DE_VEN.items()
+    for scenario in preset['scenarios']])
+def test_the_van_de_ven_presets_have_the_published_settings_per_scenario(
+    benchmark, scenario):
+  preset = VAN_DE_VEN[benchmark]
+  ewc, online, gamma, si = preset['scenarios'][scenario]
+  suite = SUITES[benchmark]
   args = cli.build_parser().parse_args([
-      '--benchmark', 'split-mnist-vdv', '--scenario', scenario,
+      '--benchmark', benchmark, '--scenario', scenario,
       '--methods', 'adam,ewc,ewc:online,si,joint'])
   chosen = {m.name: m.hyperparams for m in cli.choose_methods(
-      args, SUITES['split-mnist-vdv'], scenario)}
+      args, suite, scenario)}
   for name in chosen:
-    assert chosen[name]['learning_rate'] == 1e-3
+    assert chosen[name]['learning_rate'] == preset['learning_rate']
     if name != 'adam':
       assert chosen[name]['optimizer'] == 'adam'
   assert chosen['ewc']['strength'] == ewc and chosen['ewc']['mode'] == 'separate'
   assert chosen['ewc:online'] == dict(chosen['ewc:online'], strength=online,
                                       mode='online', decay=gamma)
   assert chosen['si']['strength'] == si and chosen['si']['damping'] == 0.1
-  suite = SUITES['split-mnist-vdv']
-  assert (suite.hidden, suite.batch_size, suite.steps_per_task, suite.init) == (
-      (400, 400), 128, 2000, 'torch')
+  assert (suite.hidden, suite.batch_size, suite.steps_per_task,
+          suite.init) == preset['shape']
   # --set still wins over the preset.
   args = cli.build_parser().parse_args([
-      '--benchmark', 'split-mnist-vdv', '--methods', 'ewc:online',
+      '--benchmark', benchmark, '--methods', 'ewc:online',
       '--set', 'ewc:online.strength=3.0'])
   assert cli.choose_methods(args, suite, 'task')[0].hyperparams[
       'strength'] == 3.0
+
+
+def test_the_permuted_van_de_ven_preset_frames_mnist_to_32_pixels():
+  """Their permuted MNIST: 28x28 digits framed to 32x32, 10 tasks, 10
+  outputs a task in the task and class scenarios, 10 shared in the domain
+  one; a class-incremental task trains the outputs seen so far."""
+  ds = load_digits()
+  framed = suites.permuted_by_seed(  # 8x8 framed to MNIST's 28x28 first
+      datasets.pad(ds, 10), 0, 10, 'class')
+  assert framed[0].test_set()[0].shape[1:] == (32, 32, 1)
+  assert [t.num_outputs for t in framed] == [100] * 10
+  np.testing.assert_array_equal(
+      np.flatnonzero(framed[2].train_logit_masks()[25]), np.arange(30))
+  assert suites.permuted_by_seed(ds, 0, 10, 'domain')[0].num_outputs == 10
+  assert SUITES['permuted-mnist-vdv'].num_tasks == 10
 
 
 def test_the_van_de_ven_preset_pairs_classes_by_seed():

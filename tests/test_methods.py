@@ -81,16 +81,11 @@ def test_api_defaults_learn_stably_on_the_built_in_benchmarks(benchmark, name):
   """The Python API's defaults (no suite settings): every task of a 3-task
   prefix is learnt, and no penalty is past SGD's stability bound."""
   suite = SUITES[benchmark]
-  tasks = suite.make_tasks(None, 0, 3, 'task')[:3]
+  tasks = suite.make_tasks(None, 0, 3, suite.default_scenario)[:3]
   config = loop.TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size,
                             eval_batch_size=128)
   make_model = lambda: models.make_model('mlp', (8, 8, 1), 10, 0,  # noqa: E731
                                          hidden=suite.hidden)
-  if name == 'joint' and benchmark == 'permuted-digits':
-    # Joint training on permuted streams is not built: refused up front.
-    with pytest.raises(ValueError, match='joint training needs tasks drawn'):
-      loop.train_continual(make_model, tasks, methods.make_method(name), config)
-    return
   result = loop.train_continual(make_model, tasks, methods.make_method(name),
                                 config)
   chance = 0.5 if benchmark == 'split-digits' else 0.1
@@ -150,7 +145,7 @@ def test_benchmark_defaults_raise_no_stiffness_warning_and_learn_every_task(
   """The tuned defaults of the embedded benchmarks, over the whole stream
   (the EWC Fisher sums over tasks, so stiffness grows with them)."""
   suite = SUITES[benchmark]
-  tasks = suite.make_tasks(None, 0, suite.num_tasks, 'task')
+  tasks = suite.make_tasks(None, 0, suite.num_tasks, suite.default_scenario)
   config = loop.TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size,
                             eval_batch_size=128)
   method = methods.make_method(name, **suite.method_defaults[name])

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from classp_optax.continual import datasets
 from classp_optax.continual import streams
 from classp_optax.continual.datasets import Dataset
 
@@ -35,6 +36,86 @@ def test_permuted_task_zero_is_identity_and_permutations_are_fixed():
   np.testing.assert_array_equal(
       xb.reshape(2, -1), ds.x_train[[3, 1]].reshape(2, -1)[:, tasks[2].permutation])
   assert tasks[1].logit_mask().all()
+
+
+def test_permuted_domain_incremental_is_the_default_shared_head():
+  ds = tiny_dataset()
+  default, domain = (streams.permuted(ds, 3, seed=5),
+                     streams.permuted(ds, 3, seed=5, scenario='domain'))
+  for a, b in zip(default, domain, strict=True):
+    assert a.num_outputs == b.num_outputs == 10 and not b.own_head
+    assert b.label_map is None and b.logit_mask().all()
+    np.testing.assert_array_equal(a.test_set()[0], b.test_set()[0])
+
+
+@pytest.mark.parametrize('scenario', ['task', 'class'])
+def test_permuted_task_and_class_incremental_offset_each_tasks_labels(scenario):
+  """Task t's digit y is output 10 t + y, of 10 outputs per task (their
+  code's target transform); the inputs are the domain scenario's."""
+  ds = tiny_dataset()
+  tasks = streams.permuted(ds, 3, seed=5, scenario=scenario)
+  domain = streams.permuted(ds, 3, seed=5)
+  for t, (task, same) in enumerate(zip(tasks, domain, strict=True)):
+    assert task.num_outputs == 30
+    x, y = task.test_set()
+    np.testing.assert_array_equal(x, same.test_set()[0])
+    np.testing.assert_array_equal(y, ds.y_test + 10 * t)
+    _, y_train = task.train_batch(np.array([0, 7]))
+    np.testing.assert_array_equal(y_train, ds.y_train[[0, 7]] + 10 * t)
+    scored = np.flatnonzero(task.logit_mask())
+    expected = np.arange(10 * t, 10 * t + 10) if scenario == 'task' else (
+        np.arange(30))
+    np.testing.assert_array_equal(scored, expected)
+
+
+def test_permuted_training_masks_follow_the_scenario():
+  ds = tiny_dataset()
+  own = streams.permuted(ds, 3, scenario='task')
+  for task in own:  # every label trains its own task's outputs
+    for label in (0, 14, 29):
+      np.testing.assert_array_equal(
+          np.flatnonzero(task.train_logit_masks()[label]),
+          np.arange(10 * (label // 10), 10 * (label // 10) + 10))
+  seen = streams.permuted(ds, 3, scenario='class', train_outputs='seen')
+  for t, task in enumerate(seen):
+    np.testing.assert_array_equal(
+        np.flatnonzero(task.train_logit_masks()[10 * t + 3]),
+        np.arange(10 * (t + 1)))
+  every = streams.permuted(ds, 3, scenario='class')
+  assert every[0].train_logit_masks().all()
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(scenario='joint'), 'scenario must be one of'),
+    (dict(scenario='task', train_outputs='seen'), 'class scenario only'),
+    (dict(train_outputs='some'), 'train_outputs must be one of'),
+])
+def test_permuted_rejects_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    streams.permuted(tiny_dataset(), 2, **kwargs)
+
+
+def test_a_validation_hold_out_keeps_a_permuted_scenario():
+  tasks = streams.validation_tasks(
+      streams.permuted(tiny_dataset(), 2, scenario='task'), 0.25)
+  assert [t.num_train for t in tasks] == [30, 30]
+  _, y = tasks[1].test_set()
+  assert len(y) == 10 and set(y) <= set(range(10, 20))
+  np.testing.assert_array_equal(np.flatnonzero(tasks[1].logit_mask()),
+                                np.arange(10, 20))
+
+
+def test_pad_frames_every_image_with_zeros():
+  ds = tiny_dataset()
+  framed = datasets.pad(ds, 2)
+  assert framed.x_train.shape == (40, 7, 6, 1)
+  np.testing.assert_array_equal(framed.x_test[:, 2:-2, 2:-2], ds.x_test)
+  inner = np.zeros((7, 6), bool)
+  inner[2:-2, 2:-2] = True
+  assert not framed.x_train[:, ~inner].any()
+  np.testing.assert_array_equal(framed.y_train, ds.y_train)
+  with pytest.raises(ValueError, match='pixels must be >= 0'):
+    datasets.pad(ds, -1)
 
 
 def test_split_class_incremental_has_one_head_over_global_labels():
@@ -167,10 +248,12 @@ def test_split_rejects_bad_training_outputs(kwargs, message):
     streams.split(tiny_dataset(), **kwargs)
 
 
+@pytest.mark.parametrize('kind', ['split', 'permuted'])
 @pytest.mark.parametrize('scenario', streams.SCENARIOS)
-def test_joint_trains_task_t_on_every_task_so_far(scenario):
+def test_joint_trains_task_t_on_every_task_so_far(kind, scenario):
   ds = tiny_dataset(n=60)
-  tasks = streams.split(ds, scenario=scenario)
+  tasks = (streams.split(ds, scenario=scenario) if kind == 'split'
+           else streams.permuted(ds, 3, seed=2, scenario=scenario))
   joint = streams.joint(tasks)
   for t, task in enumerate(joint):
     np.testing.assert_array_equal(
@@ -178,21 +261,30 @@ def test_joint_trains_task_t_on_every_task_so_far(scenario):
     np.testing.assert_array_equal(task.test_index, tasks[t].test_index)
     np.testing.assert_array_equal(task.train_logit_masks(),
                                   tasks[t].train_logit_masks())
+    want_x, want_y = map(np.concatenate, zip(
+        *(u.train_batch(np.arange(u.num_train)) for u in tasks[:t + 1]),
+        strict=True))
     x, y = task.train_batch(np.arange(task.num_train))
-    want_x, want_y = zip(*(u.train_batch(np.arange(u.num_train))
-                           for u in tasks[:t + 1]), strict=True)
-    np.testing.assert_array_equal(x, np.concatenate(want_x))
-    np.testing.assert_array_equal(y, np.concatenate(want_y))
+    np.testing.assert_array_equal(x, want_x)
+    np.testing.assert_array_equal(y, want_y)
+    shuffled = np.random.default_rng(t).permutation(task.num_train)[:17]
+    x, y = task.train_batch(shuffled)
+    np.testing.assert_array_equal(x, want_x[shuffled])
+    np.testing.assert_array_equal(y, want_y[shuffled])
   assert joint[0].num_train == tasks[0].num_train
   assert joint[-1].num_train == sum(u.num_train for u in tasks)
 
 
-def test_joint_needs_one_dataset_without_permutations():
+def test_joint_needs_one_image_shape_and_one_set_of_outputs():
   ds = tiny_dataset()
-  with pytest.raises(ValueError, match='joint training needs tasks drawn'):
-    streams.joint(streams.permuted(ds, 2))
-  with pytest.raises(ValueError, match='joint training needs tasks drawn'):
-    streams.joint(streams.sequence(ds, tiny_dataset(name='other')))
+  wide = dataclasses.replace(tiny_dataset(name='wide'),
+                             x_train=np.zeros((40, 3, 3, 1), np.float32),
+                             x_test=np.zeros((20, 3, 3, 1), np.float32))
+  with pytest.raises(ValueError, match='one image shape'):
+    streams.joint(streams.permuted(ds, 1) + streams.permuted(wide, 1))
+  with pytest.raises(ValueError, match='one set of outputs'):
+    streams.joint(streams.permuted(ds, 2, scenario='task')[:1]
+                  + streams.split(ds, scenario='task'))
   own_heads = [dataclasses.replace(t, train_masks=None)
                for t in streams.split(ds, scenario='task')]
   with pytest.raises(ValueError, match='training masks for every label'):

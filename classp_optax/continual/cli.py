@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument('--benchmark', default='split-digits', choices=SUITES)
   parser.add_argument('--scenario', choices=streams.SCENARIOS,
-                      help='of a split benchmark: task- (the default), '
-                           'domain- or class-incremental')
+                      help='task-, domain- or class-incremental; default: '
+                           'task for split benchmarks, domain (one shared '
+                           'head) for permuted ones')
   parser.add_argument('--methods', default='classp,ewc,si,sgd,adam',
                       help=f'comma-separated, from {sorted(methods.METHODS)}; '
                            'NAME:LABEL adds a labelled variant')
@@ -235,8 +236,8 @@ def check_args(args, suite) -> None:
   if args.validation is not None and not 0 < args.validation < 1:
     raise ValueError(f'--validation must be in (0, 1), got {args.validation}.')
   if args.scenario is not None and suite.scenarios is None:
-    raise ValueError(f'--scenario applies to split benchmarks only, not '
-                     f'{args.benchmark}.')
+    raise ValueError(f'--scenario applies to split and permuted benchmarks '
+                     f'only, not {args.benchmark}.')
   if args.checkpoint_every is not None and args.checkpoint_every < 1:
     raise ValueError(
         f'--checkpoint-every must be >= 1, got {args.checkpoint_every}.')
@@ -297,7 +298,7 @@ def _check_earlier_runs(args, out, chosen) -> None:
 def run(args) -> list[loop.RunResult]:
   suite = SUITES[args.benchmark]
   check_args(args, suite)
-  scenario = args.scenario or (suite.scenarios or (None,))[0]
+  scenario = args.scenario or suite.default_scenario
   chosen = choose_methods(args, suite, scenario)
   seeds = _seeds(args.seeds)
   sweeps = parse_sweeps(args.sweep)

@@ -85,6 +85,17 @@ def standardize(dataset: Dataset) -> Dataset:
   )
 
 
+def pad(dataset: Dataset, pixels: int) -> Dataset:
+  """Images framed by ``pixels`` zeros on every side (MNIST's 28x28 become
+  32x32 with ``pixels=2``, as van de Ven & Tolias's permuted MNIST)."""
+  if pixels < 0:
+    raise ValueError(f'pixels must be >= 0, got {pixels}.')
+  frame = ((0, 0), (pixels, pixels), (pixels, pixels), (0, 0))
+  return dataclasses.replace(
+      dataset, x_train=np.pad(dataset.x_train, frame),
+      x_test=np.pad(dataset.x_test, frame))
+
+
 def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
   """scikit-learn's 1,797 8x8 digits, split train/test stratified by class.
 

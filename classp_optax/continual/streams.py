@@ -29,7 +29,9 @@ class Task:
       incremental, multi-head); else on every output (shared head).
     permutation: a fixed permutation of the flattened pixels, or None.
     label_map: if set, ``label_map[y]`` is the target for dataset label ``y``
-      (domain-incremental: the position of ``y`` in its task's classes).
+      (domain-incremental split: the position of ``y`` in its task's
+      classes; task- and class-incremental permuted: ``y`` plus the task's
+      offset).
     train_masks: if set, a ``(num_outputs, num_outputs)`` boolean table
       whose row ``y`` names the outputs the training loss of an example
       labelled ``y`` is taken over, for every label of the stream (so that
@@ -46,6 +48,8 @@ class Task:
   permutation: np.ndarray | None = None
   label_map: np.ndarray | None = None
   train_masks: np.ndarray | None = None
+  outputs: int | None = None
+  parts: tuple['Task', ...] = ()
 
   @property
   def num_train(self) -> int:
@@ -53,8 +57,10 @@ class Task:
 
   @property
   def num_outputs(self) -> int:
-    """The outputs the model needs: the dataset's classes, or as many as
-    ``label_map`` has targets."""
+    """The outputs the model needs: ``outputs`` if set, else the dataset's
+    classes, or as many as ``label_map`` has targets."""
+    if self.outputs is not None:
+      return self.outputs
     if self.label_map is None:
       return self.dataset.num_classes
     return int(self.label_map.max()) + 1
@@ -70,9 +76,23 @@ class Task:
 
   def train_batch(self, positions: np.ndarray):
     """Images and labels at ``positions`` in this task's training set."""
+    if self.parts:
+      return self._parts_batch(np.asarray(positions))
     rows = self.train_index[positions]
     return (self._inputs(self.dataset.x_train[rows]),
             self._labels(self.dataset.y_train[rows]))
+
+  def _parts_batch(self, positions: np.ndarray):
+    starts = np.cumsum([0] + [part.num_train for part in self.parts])
+    which = np.searchsorted(starts, positions, side='right') - 1
+    x = np.empty((len(positions), *self.dataset.x_train.shape[1:]),
+                 self.dataset.x_train.dtype)
+    y = np.empty(len(positions), np.int32)
+    for k, part in enumerate(self.parts):
+      here = which == k
+      if here.any():
+        x[here], y[here] = part.train_batch(positions[here] - starts[k])
+    return x, y
 
   def test_set(self):
     rows = self.test_index
@@ -86,9 +106,11 @@ class Task:
     return float(np.bincount(labels).max() / len(labels))
 
   def logit_mask(self) -> np.ndarray:
-    """Which outputs are scored: this task's classes, or all of them."""
+    """Which outputs are scored: the targets of this task's classes (its
+    own head), or all of them."""
     mask = np.zeros(self.num_outputs, bool)
-    mask[list(self.classes) if self.own_head else slice(None)] = True
+    own = self._labels(np.asarray(self.classes))
+    mask[own if self.own_head else slice(None)] = True
     return mask
 
   def train_logit_masks(self) -> np.ndarray:
@@ -103,22 +125,74 @@ def _all(n):
   return np.arange(n)
 
 
-def permuted(dataset: Dataset, num_tasks: int, seed: int = 0) -> list[Task]:
-  """PermutedMNIST-style tasks: task 0 the identity, then seeded permutations."""
+def _check_scenario(scenario: str, train_outputs: str) -> None:
+  if scenario not in SCENARIOS:
+    raise ValueError(f'scenario must be one of {SCENARIOS}, got {scenario!r}.')
+  if train_outputs not in TRAIN_OUTPUTS:
+    raise ValueError(f'train_outputs must be one of {TRAIN_OUTPUTS}, got '
+                     f'{train_outputs!r}.')
+  if train_outputs == 'seen' and scenario != 'class':
+    raise ValueError("train_outputs='seen' applies to the class scenario only, "
+                     f'not {scenario!r}.')
+
+
+def permuted(dataset: Dataset, num_tasks: int, seed: int = 0,
+             scenario: str = 'domain', train_outputs: str = 'all') -> list[Task]:
+  """PermutedMNIST-style tasks: task 0 the identity, then seeded permutations.
+
+  Args:
+    dataset: the data; every task draws on all of it.
+    num_tasks: how many tasks.
+    seed: chooses the permutations.
+    scenario: as named by van de Ven & Tolias (2019), for ``C`` classes:
+
+      * ``'domain'`` (the default): one head of ``C`` outputs shared by every
+        task; the target is the digit, whatever the permutation.
+      * ``'task'``: ``C`` outputs per task; task ``t``'s label ``y`` is
+        output ``C * t + y``, and each task trains and is scored on its own
+        ``C`` outputs (the task is known).
+      * ``'class'``: one head of ``C * num_tasks`` outputs with those
+        targets, every output scored (the task must be inferred).
+    train_outputs: of the class-incremental scenario, the outputs each task
+      trains: ``'all'``, or ``'seen'``, those of the tasks so far (as van de
+      Ven & Tolias train).
+
+  A fully connected network's initialisation does not depend on the order
+  of its inputs, so an identity first task is, in distribution, any other
+  permutation (their code permutes the first task too).
+  """
   if num_tasks < 1:
     raise ValueError(f'num_tasks must be >= 1, got {num_tasks}.')
+  _check_scenario(scenario, train_outputs)
   rng = np.random.default_rng(seed)
   num_pixels = int(np.prod(dataset.x_train.shape[1:]))
-  classes = tuple(range(dataset.num_classes))
+  per_task = dataset.num_classes
+  classes = tuple(range(per_task))
+  outputs = per_task * num_tasks
+  # Row r of a task- or class-incremental training mask: the outputs
+  # trained for target r.
+  task_of_output = np.arange(outputs) // per_task
   tasks = []
   for t in range(num_tasks):
     permutation = None if t == 0 else rng.permutation(num_pixels)
-    tasks.append(Task(
+    task = Task(
         name=f'{dataset.name} p{t}', dataset=dataset,
         train_index=_all(len(dataset.y_train)),
         test_index=_all(len(dataset.y_test)),
         classes=classes, permutation=permutation,
-    ))
+    )
+    if scenario != 'domain':
+      if scenario == 'task':
+        masks = task_of_output[:, None] == task_of_output[None, :]
+      elif train_outputs == 'seen':
+        masks = np.broadcast_to(task_of_output <= t, (outputs, outputs))
+      else:
+        masks = np.ones((outputs, outputs), bool)
+      task = dataclasses.replace(
+          task, own_head=scenario == 'task', outputs=outputs,
+          label_map=np.arange(per_task, dtype=np.int32) + per_task * t,
+          train_masks=np.ascontiguousarray(masks))
+    tasks.append(task)
   return tasks
 
 
@@ -146,14 +220,7 @@ def split(
       trains: ``'all'``, or ``'seen'``, the classes of the tasks so far (as
       van de Ven & Tolias train). Every output is scored either way.
   """
-  if scenario not in SCENARIOS:
-    raise ValueError(f'scenario must be one of {SCENARIOS}, got {scenario!r}.')
-  if train_outputs not in TRAIN_OUTPUTS:
-    raise ValueError(f'train_outputs must be one of {TRAIN_OUTPUTS}, got '
-                     f'{train_outputs!r}.')
-  if train_outputs == 'seen' and scenario != 'class':
-    raise ValueError("train_outputs='seen' applies to the class scenario only, "
-                     f'not {scenario!r}.')
+  _check_scenario(scenario, train_outputs)
   if groups is None:
     groups = [(c, c + 1) for c in range(0, dataset.num_classes - 1, 2)]
   seen = [c for g in groups for c in g]
@@ -206,19 +273,21 @@ def sequence(*datasets: Dataset) -> list[Task]:
 def joint(tasks: Sequence[Task]) -> list[Task]:
   """Joint training's stream, the usual upper bound: task ``t`` trains on the
   training data of tasks ``0 .. t`` together (each example with its own
-  task's training outputs) and keeps task ``t``'s test set.
+  task's permutation, targets and training outputs) and keeps task ``t``'s
+  test set.
 
-  The tasks must draw on one dataset without permutations, as split
-  streams do, and their training masks must hold for every label.
+  The tasks must share their image shape and outputs, and their training
+  masks must hold for every label (as :func:`split` and :func:`permuted`
+  set them).
   """
   if not tasks:
     return []
-  if (len({id(task.dataset) for task in tasks}) != 1
-      or any(task.permutation is not None for task in tasks)):
+  shapes = {task.dataset.x_train.shape[1:] for task in tasks}
+  outputs = {task.num_outputs for task in tasks}
+  if len(shapes) > 1 or len(outputs) > 1:
     raise ValueError(
-        'joint training needs tasks drawn from one dataset without '
-        'permutations (a split stream); got '
-        f'{[task.name for task in tasks]}.')
+        'joint training needs tasks of one image shape and one set of '
+        f'outputs; got shapes {sorted(shapes)} and outputs {sorted(outputs)}.')
   if any(task.own_head and task.train_masks is None for task in tasks):
     raise ValueError(
         'joint training of tasks with their own heads needs their training '
@@ -227,8 +296,9 @@ def joint(tasks: Sequence[Task]) -> list[Task]:
       dataclasses.replace(
           task, name=f'{task.name} (joint)',
           train_index=np.concatenate([u.train_index for u in tasks[:t + 1]]),
-          classes=tuple(c for u in tasks[:t + 1] for c in u.classes),
-          train_masks=task.train_logit_masks())
+          classes=tuple(dict.fromkeys(c for u in tasks[:t + 1]
+                                      for c in u.classes)),
+          train_masks=task.train_logit_masks(), parts=tuple(tasks[:t + 1]))
       for t, task in enumerate(tasks)
   ]
 

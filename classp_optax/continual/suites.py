@@ -18,6 +18,8 @@ from classp_optax.continual import datasets
 from classp_optax.continual import streams
 
 TUNED_FILE = pathlib.Path(__file__).with_name('tuned.json')
+# A permuted stream's scenarios; the first, its shared head, is the default.
+PERMUTED_SCENARIOS = ('domain', 'task', 'class')
 
 
 def tuned_defaults() -> dict:
@@ -31,8 +33,8 @@ class Suite:
 
   Attributes:
     make_tasks: ``(data_dir, seed, num_tasks, scenario) -> list[Task]``.
-    scenarios: the scenarios a split benchmark offers, the first the
-      default; None for benchmarks with one fixed scenario.
+    scenarios: the scenarios a split or permuted benchmark offers, the
+      first the default; None for benchmarks with one fixed scenario.
     steps_per_task: if set, steps per task instead of ``epochs``.
     init: the MLP's initialisation (:data:`models.INITS`).
     method_defaults: ``{method or labelled variant: settings}``; a labelled
@@ -54,6 +56,10 @@ class Suite:
   method_defaults: dict = dataclasses.field(default_factory=dict)
   scenario_defaults: dict = dataclasses.field(default_factory=dict)
 
+  @property
+  def default_scenario(self) -> str | None:
+    return self.scenarios[0] if self.scenarios else None
+
   def defaults_for(self, label: str, scenario: str | None) -> dict:
     """The settings of method ``label`` (``name`` or ``name:variant``)."""
     kind = label.partition(':')[0]
@@ -70,7 +76,8 @@ def _split_digits(data_dir, seed, num_tasks, scenario):
 
 
 def _permuted_digits(data_dir, seed, num_tasks, scenario):
-  return streams.permuted(datasets.load_digits(seed=seed), num_tasks, seed)
+  return streams.permuted(datasets.load_digits(seed=seed), num_tasks, seed,
+                          scenario=scenario)
 
 
 def _split_idx(name):
@@ -82,7 +89,7 @@ def _split_idx(name):
 
 def _permuted_mnist(data_dir, seed, num_tasks, scenario):
   return streams.permuted(datasets.load_idx_dataset('mnist', data_dir),
-                          num_tasks, seed)
+                          num_tasks, seed, scenario=scenario)
 
 
 def _mnist_fashion(data_dir, seed, num_tasks, scenario):
@@ -108,35 +115,68 @@ def _split_mnist_vdv(data_dir, seed, num_tasks, scenario):
                              seed, scenario)
 
 
+def permuted_by_seed(dataset, seed: int, num_tasks: int,
+                     scenario: str) -> list:
+  """Permuted tasks of ``dataset`` framed to 32x32 as van de Ven &
+  Tolias's code frames MNIST; a class-incremental task trains the outputs of
+  the tasks seen so far, as theirs does."""
+  return streams.permuted(
+      datasets.pad(dataset, (32 - dataset.x_train.shape[1]) // 2),
+      num_tasks, seed, scenario=scenario,
+      train_outputs='seen' if scenario == 'class' else 'all')
+
+
+def _permuted_mnist_vdv(data_dir, seed, num_tasks, scenario):
+  return permuted_by_seed(datasets.load_idx_dataset('mnist', data_dir), seed,
+                          num_tasks, scenario)
+
+
 # van de Ven & Tolias (2019), "Three scenarios for continual learning",
-# arXiv 1904.07734: split MNIST, an MLP of two hidden layers of 400 ReLUs
-# (PyTorch's initialisation), Adam at 1e-3, batch 128, 2000 iterations per
-# task. Their penalties' settings per scenario are the ones their code sets
-# for the paper's experiments (GMvandeVen/continual-learning,
+# arXiv 1904.07734. Their penalties' settings per scenario are the ones their
+# code sets for the paper's experiments (GMvandeVen/continual-learning,
 # param_values.py at commit f0b1461); their EWC and SI penalties have this
 # project's scale (lambda/2 sum F (w - w*)^2 and c sum Omega (w - w*)^2).
-_VDV_ADAM = dict(optimizer='adam', learning_rate=1e-3)
-_VDV_SPLIT_MNIST = dict(
-    method_defaults={
-        'adam': dict(learning_rate=1e-3),
-        'joint': _VDV_ADAM,
-        'ewc': dict(_VDV_ADAM, mode='separate'),
-        'ewc:online': dict(_VDV_ADAM, mode='online'),
-        'si': dict(_VDV_ADAM, damping=0.1),
-    },
-    scenario_defaults={
-        scenario: {
-            'ewc': dict(strength=ewc),
-            'ewc:online': dict(strength=online, decay=gamma),
-            'si': dict(strength=si),
-        }
-        for scenario, ewc, online, gamma, si in [
-            ('task', 1e7, 1e8, 0.8, 50.0),
-            ('domain', 1e6, 1e8, 0.7, 500.0),
-            ('class', 1e8, 1e9, 0.8, 0.5),
-        ]
-    },
-)
+def _van_de_ven(learning_rate: float, per_scenario: dict) -> dict:
+  """A suite's defaults in their code's terms: Adam at ``learning_rate`` for
+  every method, and per scenario ``(EWC lambda, online EWC lambda, gamma,
+  SI c)``."""
+  adam = dict(optimizer='adam', learning_rate=learning_rate)
+  return dict(
+      method_defaults={
+          'adam': dict(learning_rate=learning_rate),
+          'joint': adam,
+          'ewc': dict(adam, mode='separate'),
+          'ewc:online': dict(adam, mode='online'),
+          'si': dict(adam, damping=0.1),
+      },
+      scenario_defaults={
+          scenario: {
+              'ewc': dict(strength=ewc),
+              'ewc:online': dict(strength=online, decay=gamma),
+              'si': dict(strength=si),
+          }
+          for scenario, (ewc, online, gamma, si) in per_scenario.items()
+      },
+  )
+
+
+# Their split MNIST: an MLP of two hidden layers of 400 ReLUs (PyTorch's
+# initialisation), Adam at 1e-3, batch 128, 2000 iterations per task.
+_VDV_SPLIT_MNIST = _van_de_ven(1e-3, {
+    'task': (1e7, 1e8, 0.8, 50.0),
+    'domain': (1e6, 1e8, 0.7, 500.0),
+    'class': (1e8, 1e9, 0.8, 0.5),
+})
+
+# Their permuted MNIST (the same paper and commit): 10 tasks of MNIST framed
+# to 32x32, an MLP of two hidden layers of 1000 ReLUs, Adam at 1e-4, batch
+# 128, 5000 iterations per task; task- and class-incremental tasks have 10
+# outputs each (100 in all), domain-incremental ones share 10.
+_VDV_PERMUTED_MNIST = _van_de_ven(1e-4, {
+    'task': (500.0, 500.0, 0.8, 5.0),
+    'domain': (500.0, 1000.0, 0.9, 5.0),
+    'class': (1.0, 5.0, 1.0, 0.1),
+})
 
 _TUNED = {name: record['methods'] for name, record in tuned_defaults().items()}
 
@@ -162,9 +202,9 @@ SUITES = {
         batch_size=16, scenarios=streams.SCENARIOS,
         method_defaults=_TUNED['split-digits']),
     'permuted-digits': Suite(
-        "scikit-learn's digits under fixed pixel permutations, shared head "
-        '(embedded)', _permuted_digits, 'mlp', hidden=(128, 128), epochs=5,
-        batch_size=16, num_tasks=5,
+        "scikit-learn's digits under fixed pixel permutations (embedded)",
+        _permuted_digits, 'mlp', hidden=(128, 128), epochs=5,
+        batch_size=16, num_tasks=5, scenarios=PERMUTED_SCENARIOS,
         method_defaults=_TUNED['permuted-digits']),
     'split-mnist': Suite(
         'MNIST in 5 tasks of 2 classes', _split_idx('mnist'), 'mlp',
@@ -174,14 +214,20 @@ SUITES = {
         'mlp', scenarios=streams.SCENARIOS,
         method_defaults=_TUNED['split-fmnist']),
     'permuted-mnist': Suite(
-        'MNIST under fixed pixel permutations, task 0 the identity, shared '
-        'head', _permuted_mnist, 'mlp', batch_size=500, num_tasks=10,
-        method_defaults=_TUNED['permuted-mnist']),
+        'MNIST under fixed pixel permutations, task 0 the identity',
+        _permuted_mnist, 'mlp', batch_size=500, num_tasks=10,
+        scenarios=PERMUTED_SCENARIOS, method_defaults=_TUNED['permuted-mnist']),
     'split-mnist-vdv': Suite(
         'MNIST in 5 tasks of 2 classes, paired by the seed, under van de Ven '
         '& Tolias (2019)\'s protocol and settings', _split_mnist_vdv, 'mlp',
         hidden=(400, 400), batch_size=128, steps_per_task=2000,
         scenarios=streams.SCENARIOS, init='torch', **_VDV_SPLIT_MNIST),
+    'permuted-mnist-vdv': Suite(
+        'MNIST framed to 32x32 under 10 pixel permutations, under van de Ven '
+        '& Tolias (2019)\'s protocol and settings', _permuted_mnist_vdv, 'mlp',
+        hidden=(1000, 1000), batch_size=128, steps_per_task=5000,
+        num_tasks=10, scenarios=streams.SCENARIOS, init='torch',
+        **_VDV_PERMUTED_MNIST),
     'mnist-fashion': Suite(
         "MNIST for 4 epochs then Fashion-MNIST for 1, the paper's CNN",
         _mnist_fashion, 'cnn', epochs=(4, 1), batch_size=32,
