@@ -2,7 +2,7 @@
 
     python benchmarks/tune.py permuted-mnist-10 --data-dir ../shared/data
     python benchmarks/tune.py split-mnist-vdv-domain --data-dir ../shared/data \
-        --methods classp,ewc:classp,si:classp
+        --methods classp,ewc:classp,si:classp  # also permuted-mnist-vdv-*
     python benchmarks/tune.py --list
 
 For each method, every configuration of its grid (6 each: the same budget)
@@ -41,8 +41,9 @@ TARGETS = {
     'split-mnist-class': ('--benchmark', 'split-mnist', '--scenario', 'class'),
     'split-fmnist': ('--benchmark', 'split-fmnist'),
     'mnist-fashion-mlp': ('--benchmark', 'mnist-fashion', '--model', 'mlp'),
-    **{f'split-mnist-vdv-{scenario}': ('--benchmark', 'split-mnist-vdv',
-                                       '--scenario', scenario)
+    **{f'{benchmark}-{scenario}': ('--benchmark', benchmark,
+                                   '--scenario', scenario)
+       for benchmark in ('split-mnist-vdv', 'permuted-mnist-vdv')
        for scenario in ('task', 'domain', 'class')},
 }
 # The targets that are a benchmark as it runs by default: their choices are
@@ -82,7 +83,10 @@ SPACES = {
 # van de Ven & Tolias's protocol: CLASSP alone and under their EWC and SI
 # penalties (at their strength for the scenario and 100 or 10 times less),
 # each with six configurations like every other method.
-def _vdv_spaces(ewc_strength: float, si_strength: float) -> dict:
+def _vdv_spaces(benchmark: str, scenario: str) -> dict:
+  published = suites.SUITES[benchmark].scenario_defaults[scenario]
+  ewc_strength = published['ewc']['strength']
+  si_strength = published['si']['strength']
   rates = [1e-3, 3e-3, 1e-2]
   classp_settings = dict(optimizer=['classp'], power=[2.0], threshold=[1e-5])
   return {
@@ -98,9 +102,8 @@ def _vdv_spaces(ewc_strength: float, si_strength: float) -> dict:
 
 
 TARGET_SPACES = {
-    'split-mnist-vdv-task': _vdv_spaces(1e7, 50.0),
-    'split-mnist-vdv-domain': _vdv_spaces(1e6, 500.0),
-    'split-mnist-vdv-class': _vdv_spaces(1e8, 0.5),
+    target: _vdv_spaces(argv[1], argv[3]) for target, argv in TARGETS.items()
+    if argv[1].endswith('-vdv')
 }
 DEFAULT_METHODS = [name for name in SPACES if ':' not in name]
 
