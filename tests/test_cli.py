@@ -155,21 +155,22 @@ def test_an_earlier_run_is_never_deleted_without_being_asked(tmp_path, capsys):
   assert _run(['--methods', 'sgd', '--overwrite'], tmp_path, capsys)[0] == 0
 
 
-def _scenario_run(argv, scenario, out, capsys, epochs) -> np.ndarray:
-  """The accuracy matrix of ``argv`` run in ``scenario``, checked to be
-  named in the table and the JSON."""
+def _scenario_run(argv, scenario, out, capsys, epochs) -> dict:
+  """``{method: accuracy matrix}`` of ``argv`` run in ``scenario``, checked
+  to be named in the table and the JSON."""
   code, captured = _run([*argv, '--scenario', scenario], out, capsys, epochs)
   assert code == 0
   assert f'{scenario}-incremental' in captured.out
   saved = json.loads((out / 'results.json').read_text())
   assert saved['scenario'] == scenario
-  return np.array(saved['results'][0]['accuracy'])
+  return {r['method']: np.array(r['accuracy']) for r in saved['results']}
 
 
 @pytest.mark.parametrize('scenario,chance', [
     ('task', 0.5), ('domain', 0.5), ('class', 0.1)])
 def test_scenarios_of_split_benchmarks(tmp_path, capsys, scenario, chance):
-  r = _scenario_run(['--methods', 'adam'], scenario, tmp_path, capsys, '5')
+  r = _scenario_run(['--methods', 'adam'], scenario, tmp_path, capsys,
+                    '5')['adam']
   assert np.all(np.diag(r) > chance + 0.2)  # every task is learnt
   if scenario == 'class':  # a shared head forgets the old classes entirely
     assert np.all(r[-1, :-1] < 0.1)
@@ -177,8 +178,10 @@ def test_scenarios_of_split_benchmarks(tmp_path, capsys, scenario, chance):
 
 @pytest.mark.parametrize('scenario', ['domain', 'task', 'class'])
 def test_scenarios_of_permuted_benchmarks(tmp_path, capsys, scenario):
-  r = _scenario_run(['--benchmark', 'permuted-digits', '--tasks', '3',
-                     '--methods', 'adam'], scenario, tmp_path, capsys, '3')
+  runs = _scenario_run(['--benchmark', 'permuted-digits', '--tasks', '3',
+                        '--methods', 'adam,joint'], scenario, tmp_path, capsys,
+                       '3')
+  r = runs['adam']
   assert np.all(np.diag(r) > 0.6)  # every task is learnt
   if scenario == 'class':
     # A task's outputs are never answered before it trains them, and the
@@ -187,6 +190,8 @@ def test_scenarios_of_permuted_benchmarks(tmp_path, capsys, scenario):
     assert np.all(r[-1, :-1] < np.diag(r)[:-1] - 0.3), r
   else:  # a known task, or the same digits: far above chance
     assert np.all(r[-1] > 0.3)
+  # Joint training, the upper bound, keeps every task in every scenario.
+  assert np.all(runs['joint'][-1] > 0.8), runs['joint']
 
 
 def test_steps_per_task_from_the_command_line(tmp_path, capsys):
