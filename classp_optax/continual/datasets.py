@@ -86,8 +86,9 @@ def standardize(dataset: Dataset) -> Dataset:
 
 
 def pad(dataset: Dataset, pixels: int) -> Dataset:
-  """Images framed by ``pixels`` zeros on every side (MNIST's 28x28 become
-  32x32 with ``pixels=2``, as van de Ven & Tolias's permuted MNIST)."""
+  """Images (``N x H x W x C``) framed by ``pixels`` zeros on every side
+  (MNIST's 28x28 become 32x32 with ``pixels=2``, as in van de Ven &
+  Tolias's permuted MNIST)."""
   if pixels < 0:
     raise ValueError(f'pixels must be >= 0, got {pixels}.')
   frame = ((0, 0), (pixels, pixels), (pixels, pixels), (0, 0))
