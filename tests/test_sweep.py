@@ -67,6 +67,21 @@ def test_each_configuration_equals_its_own_run(name, settings):
   _assert_same_as_separate_runs(runs, sweep.train_sweep(runs, steps_per_call=7))
 
 
+@pytest.mark.parametrize('scenario, train_outputs', [('task', 'all'),
+                                                    ('class', 'seen')])
+def test_joint_on_a_permuted_stream_equals_its_own_run(scenario, train_outputs):
+  """Joint training draws a task's examples from every permuted task so far,
+  each with its own outputs; in a sweep, each seed gives its own run."""
+  runs = [sweep.SweepRun(
+      lambda seed=seed: models.make_model('mlp', (8, 8, 1), 30, seed=seed,
+                                          hidden=(32,)),
+      streams.permuted(load_digits(seed=seed), 3, seed, scenario=scenario,
+                       train_outputs=train_outputs),
+      methods.make_method('joint'), dataclasses.replace(CONFIG, seed=seed))
+      for seed in (0, 1)]
+  _assert_same_as_separate_runs(runs, sweep.train_sweep(runs, steps_per_call=7))
+
+
 def test_configurations_on_one_stream_share_its_data(monkeypatch):
   """One copy of the data for all, each configuration its own index rows (a
   shared order is slower on XLA:CPU: see ``sweep_train_steps``)."""
