@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
       prog='classp-continual', description=__doc__.split('\n')[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog='benchmarks:\n' + '\n'.join(
-          f'  {name:16} {suite.description}' for name, suite in SUITES.items()),
+          f'  {name:{max(map(len, SUITES))}}  {suite.description}'
+          for name, suite in SUITES.items()),
   )
   parser.add_argument('--benchmark', default='split-digits', choices=SUITES)
   parser.add_argument('--scenario', choices=streams.SCENARIOS,
