@@ -53,7 +53,6 @@ SPLIT_PUBLISHED = {
               'joint': (97.94, 0.03)},
 }
 PUBLISHED = {'split-mnist-vdv': SPLIT_PUBLISHED, 'permuted-mnist-vdv': {}}
-SCENARIOS = ('task', 'domain', 'class')
 
 
 def _stats(values):
@@ -87,8 +86,7 @@ def tuned(benchmark: str, scenario: str, tune_root: pathlib.Path) -> dict:
   return {method: report[method] for method in TUNED if method in report}
 
 
-def _published(benchmark: str, scenario: str, method: str) -> str:
-  value = PUBLISHED[benchmark].get(scenario, {}).get(method)
+def _published(value: tuple | None) -> str:
   return '–' if value is None else f'{value[0]:.2f} ± {value[1]:.2f}'
 
 
@@ -104,14 +102,13 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   benchmark = args.benchmark
   name = benchmark.removesuffix('-vdv')
-  suite = suites.SUITES[benchmark]
   record = {}
-  for scenario in SCENARIOS:
+  for scenario in suites.SUITES[benchmark].scenarios:
     table = baselines(benchmark, scenario, args.data_dir,
                       pathlib.Path(args.out) / name)
+    num_tasks = len(table[BASELINES[0]][0]['accuracy'])
     print(f'\n{name}, {scenario}-incremental: average test accuracy (%) '
-          f'after {suite.num_tasks or 5} tasks, mean ± std over seeds '
-          f'{list(SEEDS)}\n')
+          f'after {num_tasks} tasks, mean ± std over seeds {list(SEEDS)}\n')
     print('| method | ours | published | ours − published | ours: forgetting '
           '| ours: learning accuracy |')
     print('|---|---|---|---|---|---|')
@@ -127,7 +124,7 @@ def main(argv=None) -> int:
           published=pub, hyperparams=runs[0]['hyperparams'])
       gap = '–' if pub is None else f'{acc[0] - pub[0]:+.2f}'
       print(f'| {NAMES[method]} | {acc[0]:.2f} ± {acc[1]:.2f} | '
-            f'{_published(benchmark, scenario, method)} | {gap} | '
+            f'{_published(pub)} | {gap} | '
             f'{rows[method]["forgetting"][0]:.3f} | '
             f'{rows[method]["learning_accuracy"][0]:.3f} |')
     for method, r in tuned(benchmark, scenario,

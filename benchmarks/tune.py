@@ -41,11 +41,14 @@ TARGETS = {
     'split-mnist-class': ('--benchmark', 'split-mnist', '--scenario', 'class'),
     'split-fmnist': ('--benchmark', 'split-fmnist'),
     'mnist-fashion-mlp': ('--benchmark', 'mnist-fashion', '--model', 'mlp'),
-    **{f'{benchmark}-{scenario}': ('--benchmark', benchmark,
-                                   '--scenario', scenario)
-       for benchmark in ('split-mnist-vdv', 'permuted-mnist-vdv')
-       for scenario in ('task', 'domain', 'class')},
 }
+# van de Ven & Tolias's presets, one target per scenario: {target:
+# (benchmark, scenario)}.
+VDV_TARGETS = {f'{benchmark}-{scenario}': (benchmark, scenario)
+               for benchmark in ('split-mnist-vdv', 'permuted-mnist-vdv')
+               for scenario in suites.SUITES[benchmark].scenarios}
+TARGETS.update({target: ('--benchmark', benchmark, '--scenario', scenario)
+                for target, (benchmark, scenario) in VDV_TARGETS.items()})
 # The targets that are a benchmark as it runs by default: their choices are
 # that benchmark's defaults (``--record`` writes them to tuned.json).
 DEFAULT_OF = {
@@ -101,10 +104,8 @@ def _vdv_spaces(benchmark: str, scenario: str) -> dict:
   }
 
 
-TARGET_SPACES = {
-    target: _vdv_spaces(argv[1], argv[3]) for target, argv in TARGETS.items()
-    if argv[1].endswith('-vdv')
-}
+TARGET_SPACES = {target: _vdv_spaces(*preset)
+                 for target, preset in VDV_TARGETS.items()}
 DEFAULT_METHODS = [name for name in SPACES if ':' not in name]
 
 

@@ -94,11 +94,12 @@ def _seeds(text: str | None) -> list[int] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+  width = max(map(len, SUITES))
   parser = argparse.ArgumentParser(
       prog='classp-continual', description=__doc__.split('\n')[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog='benchmarks:\n' + '\n'.join(
-          f'  {name:{max(map(len, SUITES))}}  {suite.description}'
+          f'  {name:{width}}  {suite.description}'
           for name, suite in SUITES.items()),
   )
   parser.add_argument('--benchmark', default='split-digits', choices=SUITES)
