@@ -50,6 +50,13 @@ def check_scalar(
     raise ValueError(f'{name} must be {accepted}, got {value!r}.')
 
 
+def check_integer(name: str, value, *, low: int) -> None:
+  """Raises ``ValueError`` unless ``value`` is an integer >= ``low``."""
+  if (isinstance(value, (bool, np.bool_))
+      or not isinstance(value, numbers.Integral) or value < low):
+    raise ValueError(f'{name} must be an integer >= {low}, got {value!r}.')
+
+
 def check_bool(name: str, value, allow_array: bool = False) -> None:
   """ValueError unless ``value`` is a bool (or, with ``allow_array``, a
   boolean scalar array, possibly traced)."""

@@ -104,7 +104,11 @@ def scale_by_classp(
   :math:`\epsilon` is ``eps`` and :math:`S` is ``grad_sum`` (zero at init).
   The mask is element by element and strict: a weight whose squared gradient
   does not exceed the threshold gets an update of exactly zero and keeps its
-  ``grad_sum``. The sum includes the current step. ``grad_sum`` accumulates also
+  ``grad_sum``. A NaN or infinite gradient passes the mask, as it would in
+  ``optax.adagrad``: that weight's update is NaN and its ``grad_sum`` not
+  finite, so that ``optax.apply_if_finite`` or a divergence check sees it
+  (wrap the transform in ``optax.apply_if_finite`` to skip such steps).
+  The sum includes the current step. ``grad_sum`` accumulates also
   when ``apply_decay`` is False, so plain steps on a first task still leave the
   memory that decays the steps on later tasks.
 
@@ -183,7 +187,9 @@ def scale_by_classp(
     g_wide = g.astype(jnp.promote_types(g.dtype, grad_sum.dtype))
     squared = jnp.real(g_wide * jnp.conj(g_wide))
     gate = threshold * jnp.mean(squared) if relative_threshold else threshold
-    passes = squared > gate
+    # A NaN or infinite gradient passes, as in optax.adagrad: its update and
+    # grad_sum become non-finite, where a divergence check sees them.
+    passes = (squared > gate) | ~jnp.isfinite(squared)
     increment = (
         squared if static_power == 2.0
         else _abs_pow(jnp.abs(g_wide), power, static_power)

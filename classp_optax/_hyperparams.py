@@ -1,24 +1,63 @@
 """Changing injected hyperparameters between tasks without recompiling."""
 
+import math
+
+import jax
 import jax.numpy as jnp
 import optax
 
+from classp_optax import _checks
 from classp_optax import _state_search
 
 # optax.inject_hyperparams builds the stateful variant since optax 0.2.5.
-_INJECTED_STATES = (
+INJECTED_STATES = (
     optax.InjectHyperparamsState,
     optax.InjectStatefulHyperparamsState,
 )
+
+
+# What each hyperparameter the toolkit injects accepts (the ranges the
+# transforms check when they are built); any other must be a real number.
+RANGES = {
+    'learning_rate': dict(low=0.0, high_inclusive=False),
+    'threshold': dict(low=0.0),
+    'eps': dict(low=0.0, high_inclusive=False),
+    'strength': dict(low=0.0, high_inclusive=False),
+    'momentum': dict(low=0.0, high=1.0, high_inclusive=False),
+}
+BOOLEANS = ('apply_decay',)
+
+
+def _check(name: str, value) -> None:
+  if name in BOOLEANS:
+    _checks.check_bool(name, value, allow_array=True)
+  else:
+    _checks.check_scalar(name, value, **RANGES.get(
+        name, dict(low=-math.inf, high_inclusive=False, low_inclusive=False)))
+
+
+def _not_injected(unknown: list, injected) -> str:
+  return (
+      f'{unknown} are not injected hyperparameters; accepted names: '
+      f'{sorted(injected)}. optax.inject_hyperparams injects the numeric '
+      'arguments only: it leaves static_args (such as CLASSP\'s power, which '
+      'chooses its compiled path) and Python bools as they were built. To '
+      'change one, build the optimizer again with the new value: the '
+      'state\'s structure does not depend on it, so the old state carries '
+      'over.')
 
 
 def set_hyperparams(opt_state, **values):
   """Returns ``opt_state`` with new values for injected hyperparameters.
 
   Works on the state of ``optax.inject_hyperparams(classp)(...)``, also when
-  that state sits inside a chain. Each value is cast to the dtype the
-  hyperparameter already has: a Python float put in ``state.hyperparams`` by
-  hand is weakly typed, and the jitted step would be traced again.
+  that state sits inside a chain, and on an ``nnx.Optimizer``'s
+  ``opt_state``, whose variables it keeps (so that an ``nnx.jit`` step is not
+  traced again): ``optimizer.opt_state = set_hyperparams(
+  optimizer.opt_state, threshold=0.0)``. Each value is checked (by name,
+  with its accepted range) and cast to the dtype the hyperparameter already
+  has: a Python float put in ``state.hyperparams`` by hand is weakly typed,
+  and the jitted step would be traced again.
 
   Examples:
     >>> import jax.numpy as jnp, optax
@@ -37,21 +76,23 @@ def set_hyperparams(opt_state, **values):
     A new state; the one given is not modified.
 
   Raises:
-    ValueError: if no single injected state is found, or a name is not one of
-      its numeric hyperparameters.
+    ValueError: if no single injected state is found, a name is not one of
+      its numeric hyperparameters, or a value is out of its range.
   """
   old = _state_search.find_unique(
-      opt_state, _INJECTED_STATES,
+      opt_state, INJECTED_STATES,
       'InjectHyperparamsState (from optax.inject_hyperparams)',
   )
   unknown = sorted(set(values) - set(old.hyperparams))
   if unknown:
-    raise ValueError(
-        f'{unknown} are not injected hyperparameters; accepted names: '
-        f'{sorted(old.hyperparams)}.'
-    )
+    raise ValueError(_not_injected(unknown, old.hyperparams))
+  for name, value in values.items():
+    _check(name, value)
   hyperparams = dict(old.hyperparams)
   for name, value in values.items():
-    hyperparams[name] = jnp.asarray(value, dtype=jnp.dtype(old.hyperparams[name].dtype))
+    # Leaf by leaf: an nnx.Optimizer's state holds each in a variable.
+    hyperparams[name] = jax.tree.map(
+        lambda leaf, v=value: jnp.asarray(v, dtype=jnp.dtype(leaf.dtype)),
+        old.hyperparams[name])
   new = old._replace(hyperparams=hyperparams)
   return _state_search.replace_node(opt_state, old, new)

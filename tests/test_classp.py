@@ -366,6 +366,77 @@ def test_set_hyperparams_rejects_unknown_names_and_plain_states():
   assert float(state.hyperparams['learning_rate']) == np.float32(0.1)
 
 
+@pytest.mark.parametrize('values, message', [
+    (dict(learning_rate=-0.1), 'learning_rate must be a real number in '
+     r'\[0.0, inf\), got -0.1'),
+    (dict(threshold=-5), r'threshold must be a real number in \[0.0, inf\], '
+     'got -5'),
+    (dict(eps=-1.0), r'eps must be a real number in \[0.0, inf\), got -1.0'),
+    (dict(threshold='x'), "threshold must be a real number in .* got 'x'"),
+    (dict(learning_rate=float('nan')), 'learning_rate must be a real number'),
+    (dict(apply_decay='yes'), "apply_decay must be True or False.*got 'yes'"),
+    (dict(power=3.0), r"\['power'\] are not injected hyperparameters.*"
+     'static_args.*build the optimizer again'),
+])
+def test_set_hyperparams_checks_every_value_naming_it(values, message):
+  """Checked before anything changes, with the transform's own ranges: a
+  jitted update would otherwise return inf or NaN without a word."""
+  injected = optax.inject_hyperparams(classp, static_args=('power',))(
+      learning_rate=0.1, threshold=0.5, power=2.0,
+      apply_decay=jnp.asarray(False))
+  state = injected.init(jnp.zeros(2))
+  with pytest.raises(ValueError, match=message):
+    set_hyperparams(state, **values)
+
+
+def test_set_hyperparams_on_an_nnx_optimizer_keeps_the_compiled_step():
+  """The natural line on an ``nnx.Optimizer``: its variables are kept, so
+  the user's ``nnx.jit`` step is traced once for every hyperparameter
+  change, and the new values act."""
+  from flax import nnx  # noqa: PLC0415 (the toolkit's dependency)
+  model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+  tx = optax.inject_hyperparams(classp, static_args=('power',))(
+      learning_rate=0.1, threshold=0.5, power=2.0,
+      apply_decay=jnp.asarray(False))
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  traces = []
+
+  @nnx.jit
+  def step(model, optimizer, x):
+    traces.append(None)
+    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+    optimizer.update(model, grads)
+
+  x = jnp.ones((4, 3))
+  step(model, optimizer, x)
+  for change in (dict(threshold=0.0), dict(apply_decay=True),
+                 dict(learning_rate=0.01)):
+    optimizer.opt_state = set_hyperparams(optimizer.opt_state, **change)
+    step(model, optimizer, x)
+  assert len(traces) == 1
+  hyperparams = nnx.as_pure(optimizer.opt_state).hyperparams
+  assert (float(hyperparams['threshold']), bool(hyperparams['apply_decay']),
+          float(hyperparams['learning_rate'])) == (0.0, True, np.float32(0.01))
+
+
+@pytest.mark.parametrize('bad', [jnp.nan, jnp.inf, -jnp.inf])
+def test_a_non_finite_gradient_makes_the_update_and_memory_non_finite(bad):
+  """One behaviour for NaN and inf, as optax.adagrad's: the weight's update
+  is NaN and its grad_sum not finite, so a divergence check or
+  optax.apply_if_finite sees it; the other weights are untouched by it."""
+  tx = classp(0.1, threshold=0.01, power=2)
+  g = jnp.array([0.5, bad, 0.05])
+  updates, state = jax.jit(tx.update)(g, tx.init(jnp.zeros(3)))
+  updates, grad_sum = np.asarray(updates), np.asarray(state[0].grad_sum)
+  assert np.isnan(updates[1]) and not np.isfinite(grad_sum[1])
+  np.testing.assert_allclose(updates[[0, 2]], [-0.1 * 0.5 / np.sqrt(
+      1e-5 + 0.25), 0.0], rtol=1e-6)
+  np.testing.assert_array_equal(grad_sum[[0, 2]], [0.25, 0.0])
+  reference = optax.adagrad(0.1, initial_accumulator_value=1e-5, eps=0.0)
+  ref_updates, _ = reference.update(g, reference.init(jnp.zeros(3)))
+  assert np.isnan(ref_updates[1])
+
+
 def test_donation_reuses_buffers_without_warning():
   tx = classp(0.1, threshold=0.1, power=2)
 
