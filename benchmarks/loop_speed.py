@@ -1,6 +1,6 @@
-"""How fast the continual loop runs, against a minimal hand-written JAX loop.
+"""How fast the training engine runs, against a minimal hand-written JAX loop.
 
-(a) ms per train step of the toolkit's loop (``train_continual`` on one task
+(a) ms per train step of the engine (``train_continual`` on one task
     of MNIST, everything included: the data's upload, the dispatches, the
     progress checks, one evaluation) against a minimal ``lax.scan`` loop over
     device-resident data with the same model, optimizer and batches, at
@@ -9,12 +9,12 @@
     The two are timed in turn, after a warm-up run, and the ratio's median
     over the repeats is printed.
 (b) compiles per 5-task run for each method (split digits): the train step,
-    the evaluation and EWC's Fisher.
+    the hooks' start and end of a task, and the evaluation.
 (c) the share of wall time spent in evaluation on permuted MNIST with 20
     tasks (the ``permuted-mnist`` benchmark's protocol), beside the share of
     the floating-point work that evaluation is: no loop can go below that.
 (d) training examples per second of a sweep of K = 6 CLASSP learning rates
-    (``sweep.train_sweep``: one vmapped program, its configurations split
+    (``engine.train_sweep``: one vmapped program, its configurations split
     over the devices) against the same 6 runs one after another
     (``train_continual``, on one device), and against a PyTorch loop in the
     style of the CLASSP reference code (one Python step per batch, timed on
@@ -37,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import logging
 import math
 import os
 import platform
@@ -48,14 +49,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from classp_optax import _ewc
 from classp_optax.continual import datasets
-from classp_optax.continual import loop
+from classp_optax.continual import engine
 from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import streams
 from classp_optax.continual import suites
-from classp_optax.continual import sweep
+from classp_optax.continual.config import TrainConfig
+from classp_optax.continual.config import task_order
 from classp_optax.continual.steps import masked_cross_entropy
 
 try:
@@ -82,7 +83,7 @@ def toolkit_runner(make_model, task, config):
   method = methods.classp_method(LEARNING_RATE, decay_from_task=0)
 
   def run():
-    loop.train_continual(make_model, [task], method, config)
+    engine.train_continual(make_model, [task], method, config)
 
   return run
 
@@ -100,13 +101,14 @@ def minimal_runner(make_model, task, config):
   model.eval()
   eval_graphdef, _ = nnx.split(model)
   mask = jnp.asarray(task.logit_mask())
+  masks = jnp.asarray(task.train_logit_masks())
 
   def step(x, y, carry, rows):
     params, rest, opt_state = carry
     model = nnx.merge(graphdef, params, rest)
 
     def loss_fn(model):
-      return masked_cross_entropy(model(x[rows]), y[rows], mask).mean()
+      return masked_cross_entropy(model(x[rows]), y[rows], masks).mean()
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     rest = nnx.state(model, nnx.Not(nnx.Param))  # the dropout RNG moved
@@ -128,9 +130,9 @@ def minimal_runner(make_model, task, config):
   def run():
     x, y = (jnp.asarray(a)
             for a in task.train_batch(np.arange(task.num_train)))
-    order = jnp.asarray(loop.task_order(config, 0, task.num_train))
+    order = jnp.asarray(task_order(config, 0, task.num_train))
     carry = (params, rest, tx.init(params))
-    if loop.default_steps_per_call(model) > 1:
+    if engine.default_steps_per_call(model) > 1:
       carry, _ = train(x, y, order, carry)
     else:
       for rows in order:
@@ -149,7 +151,7 @@ def part_a(dataset, model_names, batch_sizes, repeats, steps):
     hidden = (256, 256) if name == 'mlp' else None
     for batch_size in batch_sizes:
       task, epochs, n = one_task(dataset, batch_size, steps[name](batch_size))
-      config = loop.TrainConfig(epochs=epochs, batch_size=batch_size)
+      config = TrainConfig(epochs=epochs, batch_size=batch_size)
       extra = dict(hidden=hidden) if hidden else {}
       make_model = lambda name=name, extra=extra: models.make_model(
           name, (28, 28, 1), 10, seed=0, **extra)
@@ -171,23 +173,42 @@ def part_a(dataset, model_names, batch_sizes, repeats, steps):
             f'{statistics.median(ratios):6.2f}', flush=True)
 
 
+COMPILED = ('stacked_train_steps', 'start_tasks', 'end_tasks',
+            'correct_counts')
+
+
+class _Compiles(logging.Handler):
+  """Counts JAX's "Compiling jit(name)" log records by name."""
+
+  def __init__(self):
+    super().__init__(logging.WARNING)
+    self.names = []
+
+  def emit(self, record):
+    message = record.getMessage()
+    if message.startswith('Compiling jit('):
+      self.names.append(message.split('(')[1].split(')')[0])
+
+
 def part_b():
   print('\n(b) compiles per 5-task run (split digits, default settings)')
   tasks = streams.split(datasets.load_digits(), scenario='task')
-  config = loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128,
-                            fisher_samples=64)
-  compiled = dict(train=loop.compiled.train_steps,
-                  evaluation=loop.compiled.correct_count,
-                  fisher=_ewc.squared_gradient_sum)
-  print(f'{"method":8} {"train":>5} {"evaluation":>10} {"fisher":>6}')
+  config = TrainConfig(epochs=1, batch_size=16, eval_batch_size=128)
+  print(f'{"method":8} ' + ' '.join(f'{name:>14}' for name in COMPILED))
   for i, name in enumerate(sorted(methods.METHODS)):
-    before = {key: f._cache_size() for key, f in compiled.items()}
     make_model = lambda i=i: models.make_model('mlp', (8, 8, 1), 10, seed=0,
                                                hidden=(50 + i,))  # uncached
-    loop.train_continual(make_model, tasks, methods.make_method(name), config)
-    grown = {key: f._cache_size() - before[key] for key, f in compiled.items()}
-    print(f'{name:8} {grown["train"]:5d} {grown["evaluation"]:10d} '
-          f'{grown["fisher"]:6d}', flush=True)
+    counter = _Compiles()
+    logger = logging.getLogger('jax')
+    handlers, logger.handlers = logger.handlers, [counter]
+    try:
+      with jax.log_compiles():
+        engine.train_continual(make_model, tasks, methods.make_method(name),
+                               config)
+    finally:
+      logger.handlers = handlers
+    print(f'{name:8} ' + ' '.join(f'{counter.names.count(f):14d}'
+                                  for f in COMPILED), flush=True)
 
 
 def part_c(data_dir, num_tasks):
@@ -196,27 +217,26 @@ def part_c(data_dir, num_tasks):
         f'tasks, batch {suite.batch_size}, {suite.epochs} epoch per task, MLP '
         f'{suite.hidden}, CLASSP')
   tasks = suite.make_tasks(data_dir, 0, num_tasks, suite.default_scenario)
-  config = loop.TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size)
+  config = TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size)
   evaluation = []
-  original = loop._accuracy  # one test set, one compiled call
+  original = engine._Engine._score  # a row of R: reads every score, synced
 
-  def timed_evaluate(*args, **kwargs):
+  def timed_score(*args, **kwargs):
     start = time.perf_counter()
-    accuracy = original(*args, **kwargs)  # returns a Python float: synced
+    original(*args, **kwargs)
     evaluation.append(time.perf_counter() - start)
-    return accuracy
 
-  loop._accuracy = timed_evaluate
+  engine._Engine._score = timed_score
   try:
     start = time.perf_counter()
-    loop.train_continual(
+    engine.train_continual(
         lambda: models.make_model('mlp', (28, 28, 1), 10, seed=0,
                                   hidden=suite.hidden),
         tasks, methods.make_method('classp', **suite.method_defaults['classp']),
         config)
     wall = time.perf_counter() - start
   finally:
-    loop._accuracy = original
+    engine._Engine._score = original
   # Multiply-adds: a training example costs a forward and a backward pass
   # (about 3 forwards), a test example one forward.
   train_examples = sum(t.num_train // config.batch_size * config.batch_size
@@ -247,7 +267,7 @@ def torch_reference_runner(tasks, config, hidden, learning_rate):
       x, y = (torch.from_numpy(np.asarray(a))
               for a in task.train_batch(np.arange(task.num_train)))
       mask = torch.from_numpy(task.logit_mask())
-      for rows in loop.task_order(config, t, task.num_train):
+      for rows in task_order(config, t, task.num_train):
         rows = torch.from_numpy(rows.astype(np.int64))
         logits = net(x[rows]).masked_fill(~mask, -1e9)
         loss = torch.nn.functional.cross_entropy(logits, y[rows].long())
@@ -278,18 +298,18 @@ def part_d(data_dir, repeats):
     cases.append(('split MNIST', lambda: mnist, (256, 256), 32))
   for stream_name, dataset, hidden, batch_size in cases:
     tasks = streams.split(dataset(), scenario='task')
-    config = loop.TrainConfig(epochs=1, batch_size=batch_size)
+    config = TrainConfig(epochs=1, batch_size=batch_size)
     image_shape = tasks[0].dataset.x_train.shape[1:]
     make_model = functools.partial(
         models.make_model, 'mlp', image_shape, tasks[0].num_outputs, seed=0,
         hidden=hidden)
-    runs = [sweep.SweepRun(make_model, tasks, methods.classp_method(
+    runs = [engine.Run(make_model, tasks, methods.classp_method(
         rate, power=2.0, decay_from_task=0), config) for rate in SWEEP_RATES]
     runners = dict(
-        sweep=lambda runs=runs: sweep.train_sweep(runs),
-        one_device=lambda runs=runs: sweep.train_sweep(
+        sweep=lambda runs=runs: engine.train_sweep(runs),
+        one_device=lambda runs=runs: engine.train_sweep(
             runs, devices=jax.devices()[:1]),
-        sequential=lambda runs=runs: [loop.train_continual(
+        sequential=lambda runs=runs: [engine.train_continual(
             r.make_model, r.tasks, r.method, r.config) for r in runs])
     one_run = batch_size * sum(
         config.steps_for(t, task.num_train) for t, task in enumerate(tasks))

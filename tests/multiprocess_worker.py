@@ -3,7 +3,7 @@
     python tests/multiprocess_worker.py PROCESS_ID PORT
 
 Each process has 2 CPU devices; with gloo collectives the two form one mesh of
-4 devices, and the unchanged loop trains on it. Prints the accuracy matrix.
+4 devices, and the unchanged engine trains on it. Prints the accuracy matrix.
 """
 
 import json

@@ -44,7 +44,11 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
     (['--methods', 'nope'], 'method must be one of'),
     (['--set', 'classp.lr'], 'METHOD.NAME=VALUE'),
     (['--set', 'classp.threshold=-1'], 'threshold must be a real number'),
-    (['--set', 'classp.momentum=0.9'], "unexpected keyword argument 'momentum'"),
+    (['--set', 'classp.momentum=0.9'], "classp has no setting 'momentum'"),
+    (['--set', 'classp.treshold=0.1'],
+     "classp has no setting 'treshold'. Did you mean classp.threshold?"),
+    (['--methods', 'sgd', '--seeds', '0,1', '--set', 'sgd.lr=0.1'],
+     "sgd has no setting 'lr'. Did you mean sgd.learning_rate?"),
     (['--methods', 'sgd', '--set', 'adam.learning_rate=1'], 'not in --methods'),
     (['--epochs', '0'], 'positive integers'),
     (['--epochs', '1,2'], '2 values for 5 tasks'),
@@ -155,6 +159,23 @@ def test_an_earlier_run_is_never_deleted_without_being_asked(tmp_path, capsys):
   assert _run(['--methods', 'sgd', '--overwrite'], tmp_path, capsys)[0] == 0
 
 
+def test_results_keep_every_method_the_folder_trained(tmp_path, capsys):
+  """A second command in the same folder with other methods adds their rows
+  (re-run methods replace theirs); one of other settings is refused before
+  it trains, unless told to --overwrite."""
+  assert _run(['--methods', 'sgd,adam'], tmp_path, capsys)[0] == 0
+  first = json.loads((tmp_path / 'results.json').read_text())['results']
+  assert _run(['--methods', 'adam,si', '--resume'], tmp_path, capsys)[0] == 0
+  rows = json.loads((tmp_path / 'results.json').read_text())['results']
+  assert [r['method'] for r in rows] == ['sgd', 'adam', 'si']
+  assert rows[:2] == first
+  with pytest.raises(SystemExit):
+    _run(['--methods', 'classp', '--batch-size', '8'], tmp_path, capsys)
+  err = capsys.readouterr().err
+  assert 'holds results of other settings (config differ)' in err
+  assert not (tmp_path / 'checkpoints' / 'classp').exists()
+
+
 def _scenario_run(argv, scenario, out, capsys, epochs) -> dict:
   """``{method: accuracy matrix}`` of ``argv`` run in ``scenario``, checked
   to be named in the table and the JSON."""
@@ -228,7 +249,7 @@ def test_the_van_de_ven_presets_have_the_published_settings_per_scenario(
   args = cli.build_parser().parse_args([
       '--benchmark', benchmark, '--scenario', scenario,
       '--methods', 'adam,ewc,ewc:online,si,joint'])
-  chosen = {m.name: m.hyperparams for m in cli.choose_methods(
+  chosen = {m.label: m.hyperparams for m in cli.choose_methods(
       args, suite, scenario)}
   for name in chosen:
     assert chosen[name]['learning_rate'] == preset['learning_rate']
@@ -278,14 +299,16 @@ def test_the_van_de_ven_preset_pairs_classes_by_seed():
       seen[0].train_logit_masks()[0], np.isin(np.arange(10), pairs[0][0]))
 
 
-def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path):
+@pytest.mark.parametrize('seeds', [[], ['--seeds', '0,1']])
+def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path, seeds):
   """SIGINT (also while a checkpoint is being written: one after every step
-  here) ends the run with exit code 130, no traceback, and the command that
-  continues it; that command then finishes the run."""
+  here, for one run as for a sweep of seeds) ends the run with exit code
+  130, no traceback, and the command that continues it; that command then
+  finishes the run."""
   out = tmp_path / 'run'
   argv = [sys.executable, '-m', 'classp_optax.continual', '--methods', 'sgd',
           '--no-progress', '--out', str(out), '--checkpoint-every', '1',
-          '--steps-per-task', '8']
+          '--steps-per-task', '8', *seeds]
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   process = subprocess.Popen(
       argv, stderr=subprocess.PIPE, text=True, env=env,

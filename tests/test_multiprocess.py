@@ -10,10 +10,11 @@ import sys
 
 import numpy as np
 
-from classp_optax.continual import loop
+from classp_optax.continual import engine
 from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import streams
+from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.datasets import load_digits
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -21,8 +22,8 @@ ROOT = pathlib.Path(__file__).parent.parent
 
 def run(mesh=None):
   tasks = streams.split(load_digits(), scenario='task')[:2]
-  config = loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128, seed=3)
-  return loop.train_continual(
+  config = TrainConfig(epochs=1, batch_size=16, eval_batch_size=128, seed=3)
+  return engine.train_continual(
       lambda: models.make_model('mlp', (8, 8, 1), 10, seed=0, hidden=(32,)),
       tasks, methods.classp_method(0.05, threshold=1e-4), config, mesh=mesh)
 

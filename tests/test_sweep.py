@@ -1,22 +1,21 @@
 """Sweeps: K configurations in one vmapped program equal K separate runs."""
 
 import dataclasses
-import warnings
+import functools
 
 from flax import nnx
 import jax
 import numpy as np
 import pytest
 
-from classp_optax.continual import loop
+from classp_optax.continual import engine
 from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import streams
-from classp_optax.continual import sweep
+from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.datasets import load_digits
 
-CONFIG = loop.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128,
-                          fisher_samples=64)
+CONFIG = TrainConfig(epochs=1, batch_size=16, eval_batch_size=128)
 
 
 def mlp(seed, hidden=(32,)):
@@ -32,10 +31,10 @@ def _params(model):
   return jax.tree.leaves(nnx.state(model, nnx.Param))
 
 
-def _assert_same_as_separate_runs(runs, results):
+def _assert_same_as_separate_runs(runs, results, **options):
   for run, swept in zip(runs, results, strict=True):
-    alone = loop.train_continual(run.make_model, run.tasks, run.method,
-                                 run.config)
+    alone = engine.train_continual(run.make_model, run.tasks, run.method,
+                                   run.config, **options)
     np.testing.assert_allclose(swept.accuracy, alone.accuracy, atol=1e-6)
     assert swept.diverged == alone.diverged
     if alone.diverged is not None:
@@ -52,7 +51,8 @@ def _assert_same_as_separate_runs(runs, results):
     # CLASSP's paper schedule: plain steps on task 0, decayed ones after.
     ('classp', [dict(learning_rate=0.05, threshold=1e-4),
                 dict(learning_rate=0.2, threshold=0.0, later_threshold=1e-4)]),
-    ('ewc', [dict(strength=10.0), dict(strength=50.0, learning_rate=0.01)]),
+    ('ewc', [dict(strength=10.0, fisher_samples=64),
+             dict(strength=50.0, learning_rate=0.01, fisher_samples=64)]),
     ('si', [dict(strength=1.0), dict(strength=5.0, damping=0.5)]),
     ('sgd', [dict(momentum=0.5), dict(learning_rate=0.1, momentum=0.9)]),
     ('adam', [dict(learning_rate=1e-3), dict(learning_rate=3e-3)]),
@@ -60,11 +60,11 @@ def _assert_same_as_separate_runs(runs, results):
 def test_each_configuration_equals_its_own_run(name, settings):
   """Seeds 0 and 1 (their own streams, inits and data orders) and different
   hyperparameters, in one sweep."""
-  runs = [sweep.SweepRun(mlp(seed), stream(seed),
+  runs = [engine.Run(mlp(seed), stream(seed),
                          methods.make_method(name, **config),
                          dataclasses.replace(CONFIG, seed=seed))
           for seed, config in enumerate(settings)]
-  _assert_same_as_separate_runs(runs, sweep.train_sweep(runs, steps_per_call=7))
+  _assert_same_as_separate_runs(runs, engine.train_sweep(runs, steps_per_call=7))
 
 
 @pytest.mark.parametrize('scenario, train_outputs', [('task', 'all'),
@@ -72,31 +72,33 @@ def test_each_configuration_equals_its_own_run(name, settings):
 def test_joint_on_a_permuted_stream_equals_its_own_run(scenario, train_outputs):
   """Joint training draws a task's examples from every permuted task so far,
   each with its own outputs; in a sweep, each seed gives its own run."""
-  runs = [sweep.SweepRun(
+  runs = [engine.Run(
       lambda seed=seed: models.make_model('mlp', (8, 8, 1), 30, seed=seed,
                                           hidden=(32,)),
       streams.permuted(load_digits(seed=seed), 3, seed, scenario=scenario,
                        train_outputs=train_outputs),
       methods.make_method('joint'), dataclasses.replace(CONFIG, seed=seed))
       for seed in (0, 1)]
-  _assert_same_as_separate_runs(runs, sweep.train_sweep(runs, steps_per_call=7))
+  _assert_same_as_separate_runs(runs, engine.train_sweep(runs, steps_per_call=7))
 
 
 def test_configurations_on_one_stream_share_its_data(monkeypatch):
   """One copy of the data for all, each configuration its own index rows (a
-  shared order is slower on XLA:CPU: see ``sweep_train_steps``)."""
+  shared order is slower on XLA:CPU: the product of one batch with the K
+  stacked first-layer weights makes XLA transpose them at every step)."""
   tasks = stream(0)
-  runs = [sweep.SweepRun(mlp(0), tasks, methods.classp_method(lr), CONFIG)
+  runs = [engine.Run(mlp(0), tasks, methods.classp_method(lr), CONFIG)
           for lr in (0.05, 0.1, 0.2)]
   calls = []
-  original = loop.compiled.sweep_train_steps
+  original = engine.compiled.train_steps
 
-  def spy(graphdef, states, inputs, labels, index, *args, **kwargs):
-    calls.append((kwargs['shared_data'], inputs.ndim, index.shape))
-    return original(graphdef, states, inputs, labels, index, *args, **kwargs)
+  def spy(graphdef, tx, loss, hooks, state, data, index, *args, **kwargs):
+    calls.append((kwargs['shared_data'], data.inputs.ndim, index.shape))
+    return original(graphdef, tx, loss, hooks, state, data, index, *args,
+                    **kwargs)
 
-  monkeypatch.setattr(sweep.compiled, 'sweep_train_steps', spy)
-  results = sweep.train_sweep(runs)
+  monkeypatch.setattr(engine.compiled, 'train_steps', spy)
+  results = engine.train_sweep(runs)
   # The inputs (N, 8, 8, 1) once; the index (K, steps, batch).
   assert calls and all(shared and ndim == 4 and index[0] == len(runs)
                        for shared, ndim, index in calls)
@@ -110,25 +112,25 @@ def test_configurations_are_split_over_the_devices(monkeypatch, num_devices):
   scored for all configurations in one compiled call."""
   devices = jax.devices()[:num_devices]
   tasks = stream(0)
-  runs = [sweep.SweepRun(mlp(seed), tasks, methods.sgd_method(lr),
-                         dataclasses.replace(CONFIG, seed=seed))
+  runs = [engine.Run(mlp(seed), tasks, methods.sgd_method(lr),
+                     dataclasses.replace(CONFIG, seed=seed))
           for seed, lr in enumerate((0.05, 0.1, 0.2))]
   placed, scored = [], []
-  train = sweep.compiled.sweep_train_steps
-  score = sweep.compiled.sweep_correct_count
+  train = engine.compiled.train_steps
+  score = engine.compiled.correct_counts
 
-  def train_spy(graphdef, states, *args, **kwargs):
-    leaf = jax.tree.leaves(states)[0]
+  def train_spy(*args, **kwargs):
+    leaf = jax.tree.leaves(args[4])[0]
     placed.append((leaf.shape[0], leaf.sharding.device_set))
-    return train(graphdef, states, *args, **kwargs)
+    return train(*args, **kwargs)
 
   def score_spy(*args, **kwargs):
-    scored.append(args[1])
+    scored.append(args[2])
     return score(*args, **kwargs)
 
-  monkeypatch.setattr(sweep.compiled, 'sweep_train_steps', train_spy)
-  monkeypatch.setattr(sweep.compiled, 'sweep_correct_count', score_spy)
-  results = sweep.train_sweep(runs, devices=devices, steps_per_call=7)
+  monkeypatch.setattr(engine.compiled, 'train_steps', train_spy)
+  monkeypatch.setattr(engine.compiled, 'correct_counts', score_spy)
+  results = engine.train_sweep(runs, devices=devices, steps_per_call=7)
   slots = 3 if num_devices == 1 else 4
   assert placed and all(size == slots and devices_used == set(devices)
                         for size, devices_used in placed)
@@ -137,82 +139,58 @@ def test_configurations_are_split_over_the_devices(monkeypatch, num_devices):
   _assert_same_as_separate_runs(runs, results)
 
 
-def test_a_configuration_that_diverges_stops_alone():
-  """An EWC far past SGD's stability bound blows up in task 1; its
-  neighbours in the sweep go on as if alone."""
-  tasks = stream(0)
-  runs = [sweep.SweepRun(mlp(0), tasks, methods.ewc_method(0.1, strength=s),
-                         CONFIG) for s in (10.0, 1e9, 1.0)]
-  with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter('always')
-    results = sweep.train_sweep(runs, steps_per_call=5)
-  diverging = [w for w in caught if w.category is loop.DivergenceWarning]
-  assert len(diverging) == 1 and 'ewc diverged in task 1' in str(
-      diverging[0].message)
-  assert results[1].diverged['task'] == 1
-  assert np.isnan(results[1].accuracy[1:]).all()
-  assert results[0].diverged is None and results[2].diverged is None
-  _assert_same_as_separate_runs(runs, results)
+@pytest.mark.parametrize('model, steps_per_call', [('cnn', None), ('mlp', 5)])
+def test_configurations_whose_tasks_differ_in_length_equal_their_own_runs(
+    model, steps_per_call):
+  """Held-out validation data gives each seed tasks of other lengths (12 and
+  13 steps): a configuration whose task has ended takes no more steps, also
+  with one step per dispatch (the CNN on the CPU), where the step is not in
+  a loop that its count stops."""
+  def validation_stream(seed):
+    return streams.validation_tasks(stream(seed)[:2], 0.2, seed)
+
+  assert ([t.num_train // 16 for t in validation_stream(0)]
+          != [t.num_train // 16 for t in validation_stream(1)])
+  runs = [engine.Run(
+      functools.partial(models.make_model, model, (8, 8, 1), 10, seed),
+      validation_stream(seed), methods.sgd_method(0.1),
+                     dataclasses.replace(CONFIG, seed=seed)) for seed in (0, 1)]
+  _assert_same_as_separate_runs(
+      runs, engine.train_sweep(runs, steps_per_call=steps_per_call),
+      steps_per_call=steps_per_call)
 
 
-def test_the_train_step_compiles_once_for_a_sweep_of_five_tasks():
+def test_the_train_step_compiles_once_for_a_sweep_of_five_tasks(caplog):
   tasks = streams.split(load_digits(), scenario='task')
   assert len({t.num_train for t in tasks}) > 1
-  runs = [sweep.SweepRun(mlp(seed, hidden=(37,)), tasks,
-                         methods.classp_method(0.1, threshold=1e-4), CONFIG)
+  runs = [engine.Run(mlp(seed, hidden=(37,)), tasks,
+                     methods.classp_method(0.1, threshold=1e-4), CONFIG)
           for seed in range(3)]
-  before = loop.compiled.sweep_train_steps._cache_size()
-  sweep.train_sweep(runs, steps_per_call=5)
-  assert loop.compiled.sweep_train_steps._cache_size() - before == 1
-
-
-def test_killed_between_tasks_and_resumed_equals_uninterrupted(tmp_path,
-                                                              monkeypatch):
-  tasks = stream(0)
-  runs = [sweep.SweepRun(mlp(seed), tasks, methods.si_method(0.05),
-                         dataclasses.replace(CONFIG, seed=seed))
-          for seed in range(2)]
-  whole = sweep.train_sweep(runs)
-  calls = []
-  original = sweep.compiled.sweep_correct_count
-
-  def killed_in_task_2(*args, **kwargs):
-    if len(calls) == 2 * len(tasks):  # every test set scored after tasks 0, 1
-      raise KeyboardInterrupt
-    calls.append(args)
-    return original(*args, **kwargs)
-
-  monkeypatch.setattr(sweep.compiled, 'sweep_correct_count', killed_in_task_2)
-  with pytest.raises(KeyboardInterrupt):
-    sweep.train_sweep(runs, checkpoint_dir=tmp_path)
-  monkeypatch.setattr(sweep.compiled, 'sweep_correct_count', original)
-  resumed = sweep.train_sweep(runs, checkpoint_dir=tmp_path)
-  for a, b in zip(whole, resumed, strict=True):
-    np.testing.assert_array_equal(a.accuracy, b.accuracy)
-    for x, y in zip(_params(a.model), _params(b.model), strict=True):
-      np.testing.assert_array_equal(x, y)
-    assert a.stiffness == b.stiffness
+  with jax.log_compiles(), caplog.at_level('WARNING'):
+    engine.train_sweep(runs, steps_per_call=5)
+  assert sum(r.getMessage().startswith('Compiling jit(stacked_train_steps)')
+             for r in caplog.records) == 1
 
 
 def test_a_sweep_of_another_shape_is_refused_before_training(tmp_path):
   tasks = stream(0)
   with pytest.raises(ValueError, match='Method.structure'):
-    sweep.train_sweep([
-        sweep.SweepRun(mlp(0), tasks, methods.classp_method(power=1.0)),
-        sweep.SweepRun(mlp(0), tasks, methods.classp_method(power=2.0))])
+    engine.train_sweep([
+        engine.Run(mlp(0), tasks, methods.classp_method(power=1.0)),
+        engine.Run(mlp(0), tasks, methods.classp_method(power=2.0))])
   with pytest.raises(ValueError, match='Method.structure'):
-    sweep.train_sweep([
-        sweep.SweepRun(mlp(0), tasks, methods.sgd_method(momentum=0.0)),
-        sweep.SweepRun(mlp(0), tasks, methods.sgd_method(momentum=0.9))])
+    engine.train_sweep([
+        engine.Run(mlp(0), tasks, methods.sgd_method(momentum=0.0)),
+        engine.Run(mlp(0), tasks, methods.sgd_method(momentum=0.9))])
   with pytest.raises(ValueError, match='config.batch_size'):
-    sweep.train_sweep([
-        sweep.SweepRun(mlp(0), tasks, methods.adam_method(), CONFIG),
-        sweep.SweepRun(mlp(0), tasks, methods.adam_method(),
+    engine.train_sweep([
+        engine.Run(mlp(0), tasks, methods.adam_method(), CONFIG),
+        engine.Run(mlp(0), tasks, methods.adam_method(),
                        dataclasses.replace(CONFIG, batch_size=32))])
   with pytest.raises(ValueError, match=r'runs\[1\].*another shape'):
-    sweep.train_sweep([
-        sweep.SweepRun(mlp(0), tasks, methods.adam_method(), CONFIG),
-        sweep.SweepRun(mlp(0, hidden=(16,)), tasks, methods.adam_method(),
+    engine.train_sweep([
+        engine.Run(mlp(0), tasks, methods.adam_method(), CONFIG),
+        engine.Run(mlp(0, hidden=(16,)), tasks, methods.adam_method(),
                        CONFIG)])
   with pytest.raises(ValueError, match='at least one'):
-    sweep.train_sweep([])
+    engine.train_sweep([])

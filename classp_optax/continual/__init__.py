@@ -1,21 +1,29 @@
-"""Continual learning with Flax: data, task streams, models, the training loop,
-metrics, checkpoints, and the ``classp-continual`` command.
+"""Continual learning with Flax: data, task streams, models, the training
+engine, metrics, checkpoints, and the ``classp-continual`` command.
 
 Needs the ``continual`` extra: ``pip install "classp-optax[continual]"``.
 """
 
-from classp_optax.continual.loop import RunResult
-from classp_optax.continual.loop import TrainConfig
-from classp_optax.continual.loop import train_continual
+from classp_optax.continual.config import TrainConfig
+from classp_optax.continual.engine import Run
+from classp_optax.continual.engine import train
+from classp_optax.continual.engine import train_continual
+from classp_optax.continual.engine import train_sweep
+from classp_optax.continual.hooks import Hook
 from classp_optax.continual.methods import Method
 from classp_optax.continual.methods import make_method
+from classp_optax.continual.results import RunResult
 from classp_optax.continual.streams import Task
 
 __all__ = [
+    'Hook',
     'Method',
+    'Run',
     'RunResult',
     'Task',
     'TrainConfig',
     'make_method',
+    'train',
     'train_continual',
+    'train_sweep',
 ]

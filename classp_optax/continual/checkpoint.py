@@ -1,9 +1,10 @@
 """Atomic, checked checkpoints of a continual run, with orbax-checkpoint.
 
-After each task, and every so often within one, the loop saves the model's
-state (weights and dropout RNG), the optimizer's state (CLASSP's ``grad_sum``
-is the memory of past tasks), and a JSON record: the run's fingerprint, the
-task and the steps of it done, the accuracy rows so far. Checkpoints are
+After each task, and every so often within one, the engine saves every
+configuration's state (weights, dropout RNG, the optimizer's state, where
+CLASSP's ``grad_sum`` is the memory of past tasks, and the hooks' states,
+such as a replay buffer), and a JSON record: the run's fingerprint, the task
+and the steps of it done, the accuracy rows so far. Checkpoints are
 numbered by the run's global step. Orbax writes each checkpoint to a
 temporary folder and renames it when complete, so a run killed while saving
 leaves the previous one intact; Ctrl-C is held back until a save is done.
@@ -19,7 +20,6 @@ import pathlib
 import signal
 import threading
 
-from flax import nnx
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -83,8 +83,34 @@ def _interrupts_held_back():
     previous(*received[0])
 
 
+def _paths(record, prefix: str = '') -> dict:
+  """``{dotted path: value}`` of every leaf of a nested JSON record."""
+  if isinstance(record, dict):
+    items = record.items()
+  elif isinstance(record, list):
+    items = enumerate(record)
+  else:
+    return {prefix: record}
+  paths = {}
+  for key, value in items:
+    paths.update(_paths(value, f'{prefix}.{key}' if prefix else str(key)))
+  return paths or {prefix: record}
+
+
+def _differences(saved: dict, now: dict, shown: int = 5) -> str:
+  """The paths at which two records differ, each with both values."""
+  saved, now = _paths(saved), _paths(now)
+  differing = _differing_keys(saved, now)
+  lines = [f'{path}: saved {saved.get(path)!r}, now {now.get(path)!r}'
+           for path in differing[:shown]]
+  if len(differing) > shown:
+    lines.append(f'and {len(differing) - shown} more')
+  return '; '.join(lines)
+
+
 class RunCheckpointer:
-  """Saves and restores one run (one method on one stream) by global step."""
+  """Saves and restores one run (its configurations' states) by global
+  step."""
 
   def __init__(self, directory, fingerprint: dict, max_to_keep: int = 2):
     # As it will read back from JSON: tuples become lists, keys strings.
@@ -101,8 +127,8 @@ class RunCheckpointer:
     """The global step of the last checkpoint saved, or None."""
     return self._manager.latest_step()
 
-  def save(self, step: int, model, optimizer, record: dict) -> None:
-    state = nnx.state((model, optimizer))
+  def save(self, step: int, state, record: dict) -> None:
+    """Saves the pytree ``state`` and the JSON ``record`` as ``step``."""
     record = dict(record, fingerprint=self.fingerprint,
                   signature=_signature(state))
     flat = _flatten(state)
@@ -113,14 +139,15 @@ class RunCheckpointer:
       ))
       self._manager.wait_until_finished()
 
-  def restore(self, model, optimizer) -> dict:
-    """Loads the latest checkpoint into ``model`` and ``optimizer``.
+  def restore(self, like) -> tuple:
+    """The latest checkpoint, shaped as the pytree ``like``.
 
     Returns:
-      The JSON record saved with it.
+      ``(state, record)``: the state and the JSON record saved with it.
 
     Raises:
-      ValueError: if it belongs to another run, model or optimizer.
+      ValueError: if it belongs to another run, model or optimizer, naming
+        what differs.
     """
     step = self.latest()
     if step is None:
@@ -129,14 +156,10 @@ class RunCheckpointer:
         step, args=ocp.args.Composite(record=ocp.args.JsonRestore())
     )['record']
     if record['fingerprint'] != self.fingerprint:
-      diff = _differing_keys(record['fingerprint'], self.fingerprint)
       raise ValueError(
           f'checkpoint in {self._manager.directory} is from another run: '
-          f'{", ".join(diff)} differ (saved {record["fingerprint"]}, now '
-          f'{self.fingerprint}).'
-      )
-    state = nnx.state((model, optimizer))
-    expected = _signature(state)
+          f'{_differences(record["fingerprint"], self.fingerprint)}.')
+    expected = _signature(like)
     if record['signature'] != expected:
       diff = _differing_keys(record['signature'], expected)
       raise ValueError(
@@ -149,8 +172,7 @@ class RunCheckpointer:
         step, args=ocp.args.Composite(
             arrays=ocp.args.StandardRestore(abstract))
     )['arrays']
-    nnx.update((model, optimizer), _unflatten(flat, state))
-    return record
+    return _unflatten(flat, like), record
 
   def close(self):
     self._manager.close()

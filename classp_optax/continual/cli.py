@@ -18,23 +18,22 @@ import ast
 import dataclasses
 import functools
 import itertools
-import json
 import pathlib
 import shlex
 import shutil
 import sys
 
 import jax
-from jax.sharding import Mesh
-import numpy as np
 
+from classp_optax.continual import config as config_lib
 from classp_optax.continual import datasets
-from classp_optax.continual import loop
+from classp_optax.continual import engine
 from classp_optax.continual import methods
 from classp_optax.continual import models
-from classp_optax.continual import plots
+from classp_optax.continual import placement
+from classp_optax.continual import report
+from classp_optax.continual import results as results_lib
 from classp_optax.continual import streams
-from classp_optax.continual import sweep
 from classp_optax.continual.suites import SUITES
 
 
@@ -167,62 +166,6 @@ def _epochs(text):
   return values[0] if len(values) == 1 else values
 
 
-def format_spread(results) -> str:
-  """Mean ± std over seeds of each configuration of a sweep, a row each."""
-  groups: dict[str, list] = {}
-  for r in results:
-    apart = {k: v for k, v in r.swept.items() if k != 'seed'}
-    name = ' '.join([r.method, *(f'{k}={v}' for k, v in apart.items())])
-    groups.setdefault(name, []).append(r)
-  width = max(10, *map(len, groups))
-  header = (f'{"configuration":{width}} {"seeds":>5} {"avg acc":>15} '
-            f'{"forgetting":>15} {"learn acc":>15}')
-  lines = [header, '-' * len(header)]
-  for name, runs in groups.items():
-    finished = [r.summary for r in runs if r.diverged is None]
-    cells = []
-    for key in ('average_accuracy', 'forgetting', 'learning_accuracy'):
-      values = [s[key] for s in finished]
-      cells.append(f'{np.mean(values):.3f} ± {np.std(values):.3f}'
-                   if values else 'diverged')
-    diverged = len(runs) - len(finished)
-    lines.append(f'{name:{width}} {len(finished):5d} ' + ' '.join(
-        f'{c:>15}' for c in cells)
-        + (f'  ({diverged} diverged, left out)' if diverged else ''))
-  return '\n'.join(lines)
-
-
-def format_table(results) -> str:
-  """One row per method. A run that diverged shows where, not numbers; tasks
-  learnt to within a few points of their majority-class accuracy are named."""
-  width = max(10, *(len(r.label) for r in results))
-  header = (f'{"method":{width}} {"avg acc":>8} {"forgetting":>10} {"BWT":>7} '
-            f'{"learn acc":>9} {"state bytes":>12} {"wall s":>7}')
-  lines = [header, '-' * len(header)]
-  notes = []
-  for r in results:
-    if r.diverged is not None:
-      d = r.diverged
-      lines.append(f'{r.label:{width}} diverged in task {d["task"]} at step '
-                   f'{d["step"]} ({d["what"]} not finite): no result')
-      continue
-    s = r.summary
-    mark = '*' if r.not_learnt else ' '
-    lines.append(
-        f'{r.label:{width}} {s["average_accuracy"]:8.3f} '
-        f'{s["forgetting"]:10.3f} '
-        f'{s["backward_transfer"]:7.3f} {s["learning_accuracy"]:8.3f}{mark} '
-        f'{r.state_bytes:12,d} {r.wall_time:7.1f}'
-    )
-    if r.not_learnt:
-      tasks = ', '.join(f'{j} ({r.accuracy[j, j]:.3f} vs '
-                        f'{r.majority_accuracy[j]:.3f})' for j in r.not_learnt)
-      notes.append(f'* {r.label}: not learnt, within '
-                   f'{loop.CHANCE_MARGIN:.2f} of always answering the most '
-                   f'frequent label: task {tasks}')
-  return '\n'.join(lines + notes)
-
-
 def check_args(args, suite) -> None:
   """Every numeric option in its range, before any data is loaded."""
   if args.batch_size is not None and args.batch_size < 1:
@@ -270,16 +213,13 @@ def choose_methods(args, suite, scenario=None) -> list[methods.Method]:
   unknown = sorted(set(overrides) - set(labels))
   if unknown:
     raise ValueError(f'--set names methods not in --methods: {unknown}.')
-  chosen = []
-  for label in labels:
-    chosen.append(methods.make_method(
-        label, **{**suite.defaults_for(label, scenario),
-                  **overrides.get(label, {})}))
-  return chosen
+  return [methods.make_method(label, **{**suite.defaults_for(label, scenario),
+                                        **overrides.get(label, {})})
+          for label in labels]
 
 
 def checkpoint_folder(out: pathlib.Path, method: methods.Method) -> pathlib.Path:
-  return out / 'checkpoints' / method.name.replace(':', '@')
+  return out / 'checkpoints' / method.label.replace(':', '@')
 
 
 def _check_earlier_runs(args, out, chosen) -> None:
@@ -297,131 +237,144 @@ def _check_earlier_runs(args, out, chosen) -> None:
       shutil.rmtree(folder)
 
 
-def run(args) -> list[loop.RunResult]:
+@dataclasses.dataclass(frozen=True)
+class Configuration:
+  """One run of a command: a method with its settings, and its seed."""
+
+  method: methods.Method
+  seed: int
+  swept: dict  # what sets it apart in a sweep: swept settings and the seed
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What a command will train and where its results go, every name and
+  value checked before any data is loaded."""
+
+  args: argparse.Namespace
+  suite: object
+  scenario: str | None
+  runs: dict  # {method label: [Configuration]}
+  epochs: object
+  steps_per_task: int | None
+  init: str
+  model: str
+  out: pathlib.Path
+  settings: dict  # what the results of every method share
+
+  def config(self, seed: int) -> config_lib.TrainConfig:
+    return config_lib.TrainConfig(
+        epochs=self.epochs,
+        batch_size=self.args.batch_size or self.suite.batch_size, seed=seed,
+        steps_per_task=self.steps_per_task,
+        eval_batch_size=1000 - 1000 % jax.device_count())
+
+
+def _configurations(args, suite, scenario, chosen) -> dict:
+  """``{method label: [Configuration]}``: every seed and swept value."""
+  seeds = _seeds(args.seeds)
+  sweeps = parse_sweeps(args.sweep)
+  unknown = sorted(set(sweeps) - {m.label for m in chosen})
+  if unknown:
+    raise ValueError(f'--sweep names methods not in --methods: {unknown}.')
+  overrides = parse_overrides(args.set)
+  runs = {}
+  for method in chosen:
+    runs[method.label] = [
+        Configuration(
+            methods.make_method(method.label, **{
+                **suite.defaults_for(method.label, scenario),
+                **overrides.get(method.label, {}), **values}) if values
+            else method, seed, dict(values, **({'seed': seed} if seeds
+                                               else {})))
+        for seed in seeds or [args.seed]
+        for values in sweeps.get(method.label, [{}])]
+    engine.check_structure([c.method for c in runs[method.label]])
+  return runs
+
+
+def plan_runs(args) -> Plan:
+  """The command's plan (see :class:`Plan`)."""
   suite = SUITES[args.benchmark]
   check_args(args, suite)
   scenario = args.scenario or suite.default_scenario
-  chosen = choose_methods(args, suite, scenario)
-  seeds = _seeds(args.seeds)
-  sweeps = parse_sweeps(args.sweep)
-  unknown = sorted(set(sweeps) - {m.name for m in chosen})
-  if unknown:
-    raise ValueError(f'--sweep names methods not in --methods: {unknown}.')
-  # Every configuration of a sweep, made (and so checked) before any data
-  # is loaded: {method label: [(seed, swept values, Method)]}.
-  plan = {method.name: [(seed, dict(values, **({'seed': seed} if seeds
-                                                  else {})),
-                         _with(method, values, args, suite, scenario))
-                        for seed in seeds or [args.seed]
-                        for values in sweeps.get(method.name, [{}])]
-          for method in chosen}
-  for entries in plan.values():
-    sweep.check_structure([variant for _, _, variant in entries])
+  runs = _configurations(args, suite, scenario,
+                         choose_methods(args, suite, scenario))
   epochs = _epochs(args.epochs) or suite.epochs
-  steps_per_task = args.steps_per_task or (
-      None if args.epochs else suite.steps_per_task)
-  init = args.init or suite.init
+  plan = Plan(
+      args=args, suite=suite, scenario=scenario, runs=runs, epochs=epochs,
+      steps_per_task=args.steps_per_task or (
+          None if args.epochs else suite.steps_per_task),
+      init=args.init or suite.init, model=args.model or suite.model,
+      out=pathlib.Path(args.out or f'results/{args.benchmark}'), settings={})
+  settings = dict(
+      benchmark=args.benchmark, scenario=scenario, seed=args.seed,
+      seeds=_seeds(args.seeds), config=dataclasses.asdict(plan.config(
+          args.seed)), model=plan.model, init=plan.init,
+      standardize=args.standardize, validation=args.validation,
+      tasks=args.tasks)
+  plan = dataclasses.replace(plan, settings=settings)
+  _check_earlier_runs(args, plan.out, [c[0].method for c in runs.values()])
+  report.check_earlier_results(plan.out, settings, set(runs), args.overwrite)
+  return plan
 
-  def config_for(seed):
-    return loop.TrainConfig(
-        epochs=epochs, batch_size=args.batch_size or suite.batch_size,
-        seed=seed, steps_per_task=steps_per_task,
-        eval_batch_size=1000 - 1000 % jax.device_count(),
-    )
 
-  config = config_for(args.seed)
+def _tasks(plan: Plan, seed: int) -> list:
+  args, suite = plan.args, plan.suite
+  tasks = suite.make_tasks(args.data_dir, seed, args.tasks or suite.num_tasks,
+                           plan.scenario)
+  if args.standardize:
+    tasks = streams.standardize_tasks(tasks)
+  if args.validation is not None:
+    tasks = streams.validation_tasks(tasks, args.validation, seed)
+  if (plan.steps_per_task is None and not isinstance(plan.epochs, int)
+      and len(plan.epochs) != len(tasks)):
+    raise ValueError(
+        f'--epochs lists {len(plan.epochs)} values for {len(tasks)} tasks.')
+  return tasks
+
+
+def train_all(plan: Plan) -> list[results_lib.RunResult]:
+  """Every method's configurations, each method as one engine run."""
+  args = plan.args
   if args.download:
     for name in ('mnist', 'fashion-mnist'):
       datasets.download(name, args.data_dir)
-  out = pathlib.Path(args.out or f'results/{args.benchmark}')
-  _check_earlier_runs(args, out, chosen)
-
-  @functools.cache
-  def tasks_for(seed):
-    tasks = suite.make_tasks(args.data_dir, seed,
-                             args.tasks or suite.num_tasks, scenario)
-    if args.standardize:
-      tasks = streams.standardize_tasks(tasks)
-    if args.validation is not None:
-      tasks = streams.validation_tasks(tasks, args.validation, seed)
-    if (steps_per_task is None and not isinstance(epochs, int)
-        and len(epochs) != len(tasks)):
-      raise ValueError(
-          f'--epochs lists {len(epochs)} values for {len(tasks)} tasks.')
-    if any(method.joint for method in chosen):
-      streams.joint(tasks)  # refuses a stream joint training cannot run on
-    return tasks
-
-  tasks = tasks_for(args.seed if seeds is None else seeds[0])
-  model_name = args.model or suite.model
-  image_shape = tasks[0].dataset.x_train.shape[1:]
-  num_outputs = tasks[0].num_outputs
-
-  def model_maker(seed):
-    return functools.partial(
-        models.make_model, model_name, image_shape, num_outputs, seed,
-        hidden=suite.hidden, init=init)
-
-  def run_fingerprint(method, config):
-    return dict(
-        loop.fingerprint(method, args.benchmark, config, model_name),
-        scenario=scenario, standardize=args.standardize, init=init,
-        validation=args.validation)
-
-  mesh = None
-  if jax.device_count() > 1:
-    mesh = Mesh(np.array(jax.devices()), ('data',))
-  out.mkdir(parents=True, exist_ok=True)
-  results = []
-  for method in chosen:
-    if not seeds and not sweeps.get(method.name):
-      results.append(loop.train_continual(
-          model_maker(args.seed), tasks, method, config,
-          checkpoint_dir=checkpoint_folder(out, method),
-          run_fingerprint=run_fingerprint(method, config),
-          checkpoint_every_steps=args.checkpoint_every,
-          checkpoint_every_seconds=60 * args.checkpoint_minutes,
-          mesh=mesh, progress=not args.no_progress,
-      ))
-      continue
-    runs = [sweep.SweepRun(model_maker(seed), tasks_for(seed), variant,
-                           config_for(seed))
-            for seed, _, variant in plan[method.name]]
-    swept = sweep.train_sweep(
-        runs, checkpoint_dir=checkpoint_folder(out, method),
-        run_fingerprint=dict(sweep=[run_fingerprint(r.method, r.config)
-                                    for r in runs]),
+  tasks_for = functools.cache(functools.partial(_tasks, plan))
+  first = tasks_for(next(iter(plan.runs.values()))[0].seed)
+  image_shape = first[0].dataset.x_train.shape[1:]
+  num_outputs = first[0].num_outputs
+  plan.out.mkdir(parents=True, exist_ok=True)
+  trained = []
+  for configurations in plan.runs.values():
+    runs = [engine.Run(
+        functools.partial(models.make_model, plan.model, image_shape,
+                          num_outputs, c.seed, hidden=plan.suite.hidden,
+                          init=plan.init),
+        tasks_for(c.seed), c.method, plan.config(c.seed))
+        for c in configurations]
+    fingerprint = dict(plan.settings, runs=[
+        dict(method=c.method.label, hyperparams=c.method.hyperparams,
+             seed=c.seed) for c in configurations])
+    done = engine.train(
+        runs, mesh=placement.mesh_for(len(runs), jax.devices()),
+        checkpoint_dir=checkpoint_folder(plan.out, configurations[0].method),
+        fingerprint=fingerprint, checkpoint_every_steps=args.checkpoint_every,
+        checkpoint_every_seconds=60 * args.checkpoint_minutes,
         progress=not args.no_progress)
-    for result, (_, apart, _) in zip(swept, plan[method.name], strict=True):
-      result.swept = apart
-    results.extend(swept)
-  title = f'{args.benchmark}, ' + (f'seeds {args.seeds}' if seeds
-                                    else f'seed {args.seed}')
-  if scenario is not None:
-    title += f', {scenario}-incremental'
-  (out / 'results.json').write_text(json.dumps(
-      dict(benchmark=args.benchmark, scenario=scenario, seed=args.seed,
-           seeds=seeds, sweep=args.sweep,
-           config=dataclasses.asdict(config), model=model_name, init=init,
-           devices=[str(d) for d in jax.devices()],
-           results=[r.to_json() for r in results]), indent=2))
-  plots.plot_accuracy_curves(results, out / 'accuracy.png', title)
-  print(f'\n{title}: {SUITES[args.benchmark].description}')
-  print(format_table(results))
-  if seeds and len(seeds) > 1:
-    print(f'\nover seeds {args.seeds}:')
-    print(format_spread(results))
-  print(f'\nwrote {out / "results.json"} and {out / "accuracy.png"}')
-  return results
+    for result, c in zip(done, configurations, strict=True):
+      result.swept = c.swept
+    trained.extend(done)
+  return trained
 
 
-def _with(method, values: dict, args, suite, scenario) -> methods.Method:
-  """``method`` with the swept ``values`` over its settings."""
-  if not values:
-    return method
-  overrides = parse_overrides(args.set).get(method.name, {})
-  return methods.make_method(method.name, **{
-      **suite.defaults_for(method.name, scenario), **overrides, **values})
+def run(args) -> list[results_lib.RunResult]:
+  """Plans, trains and reports: the whole command."""
+  plan = plan_runs(args)
+  trained = train_all(plan)
+  report.write(plan.out, plan.settings, trained, devices=[
+      str(d) for d in jax.devices()], sweep=args.sweep)
+  return trained
 
 
 def resume_command(argv) -> str:

@@ -1,13 +1,13 @@
 """The methods compared: CLASSP, EWC, SI, Optax's SGD, Adam and AdaGrad, and
 joint training (the upper bound).
 
-A :class:`Method` gives one Optax transform for the whole run, and the
-loop keeps one optimizer state across tasks (unless ``reset_state`` is set).
-A method that changes hyperparameters between tasks, as CLASSP's paper
-schedule does, injects them (``optax.inject_hyperparams``) and names their
-values for each task; the loop sets them in the state at each task's start
-(:func:`classp_optax.set_hyperparams`), so the train step compiles once per
-run.
+A :class:`Method` gives one Optax transform for the whole run, whose state
+the engine keeps across tasks, and the hooks (:mod:`hooks`) that act
+between tasks: CLASSP's paper schedule sets injected hyperparameters
+(``optax.inject_hyperparams``, :func:`classp_optax.set_hyperparams`) at
+each task's start, so the train step compiles once per run; EWC and SI
+consolidate at each task's end and report their stiffness; ``reset_state``
+gives each task a fresh optimizer state.
 
 Every factory checks every hyperparameter when it is called, naming it as
 ``method.name`` with its accepted range, so that a bad ``--set`` stops a run
@@ -18,89 +18,250 @@ on validation data by ``benchmarks/tune.py``.
 
 from collections.abc import Callable
 import dataclasses
+import difflib
+import inspect
 import math
 import numbers
 
+from flax import struct
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from classp_optax import _checks
 from classp_optax import _ewc
+from classp_optax import _hyperparams
 from classp_optax import _si
 from classp_optax import add_ewc_penalty
 from classp_optax import add_si_penalty
 from classp_optax import classp
+from classp_optax import classp_stats
 from classp_optax import consolidate_ewc
 from classp_optax import consolidate_si
+from classp_optax import set_hyperparams
 from classp_optax._state_search import find_all
 from classp_optax._state_search import find_unique
+from classp_optax._state_search import real_zeros_like
 from classp_optax._state_search import replace_node
+from classp_optax.continual import hooks as hooklib
+from classp_optax.continual import streams
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """A named optimizer recipe for a stream of tasks.
+  """A labelled optimizer recipe for a stream of tasks: one Optax transform
+  for the whole run and the hooks that act between its steps and tasks.
 
   Attributes:
-    name: the label in tables, plots and checkpoint folders: the method's
-      name, or ``name:variant`` for a labelled variant.
+    label: the method's name in tables, plots and checkpoint folders:
+      ``classp``, or ``classp:paper`` for a labelled variant.
     hyperparams: everything that defines it, for records and checkpoints.
-    optimizer: the Optax transform, the same for every task.
-    hyperparams_for_task: if set, task index -> values of ``optimizer``'s
-      injected hyperparameters for that task.
-    consolidate: if set, called at the end of every task as
-      ``consolidate(opt_state, params, fisher)`` and returning the new optimizer
-      state; ``fisher()`` computes the task's empirical Fisher (in evaluation
-      mode) only if called.
-    reset_state: start every task with a fresh state for the optimizer; a
-      penalty's state (EWC's Fisher and anchors, SI's importances) is kept,
-      since it is the memory of the earlier tasks.
-    joint: train task ``t`` on the data of tasks ``0 .. t`` together
-      (:func:`~classp_optax.continual.streams.joint`): the upper bound.
-    stiffness: if set, ``stiffness(opt_state)`` gives the largest product of
-      the learning rate and the penalty's curvature on any weight, and
-      ``stiffness_bound`` the value past which SGD on the penalty oscillates
-      or diverges (infinite for optimizers that normalise their steps).
-    structure: what the compiled train step depends on besides the
-      optimizer's state: the transform and its static settings. Every
-      numeric hyperparameter is injected (``optax.inject_hyperparams``), so
-      methods of one structure differ only in their state, and a sweep
-      (:func:`~classp_optax.continual.sweep.train_sweep`) trains them in one
-      program. None: not known, never swept.
+    optimizer: the Optax transform, the same for every task; its state is
+      carried across tasks.
+    hooks: what it does besides the update (:mod:`hooks`): CLASSP's per-task
+      schedule, a penalty's consolidation, a fresh state per task, joint
+      training's stream, read-outs.
+    structure: what the compiled step depends on besides the states: the
+      transform and its static settings. Every numeric hyperparameter is
+      injected (``optax.inject_hyperparams``) or a leaf of a hook, so
+      methods of one structure differ only in values, and a sweep trains
+      them in one program. None: not known, never swept.
   """
 
-  name: str
+  label: str
   hyperparams: dict
   optimizer: optax.GradientTransformation
-  hyperparams_for_task: Callable[[int], dict] | None = None
-  consolidate: Callable | None = None
-  reset_state: bool = False
-  joint: bool = False
-  stiffness: Callable | None = None
-  stiffness_bound: float = 2.0
+  hooks: tuple = ()
   structure: tuple | None = None
 
   @property
-  def kind(self) -> str:
+  def name(self) -> str:
     """The method's name without its variant label: ``classp`` of
     ``classp:paper``."""
-    return self.name.partition(':')[0]
+    return self.label.partition(':')[0]
+
+  @property
+  def sweep_structure(self):
+    """What a sweep's methods must share: :attr:`structure` and the hooks'
+    static settings; None if :attr:`structure` is."""
+    if self.structure is None:
+      return None
+    return self.structure, jax.tree.structure(self.hooks)
+
+  def train_stream(self, tasks: list) -> list:
+    """The tasks as this method trains them."""
+    for hook in self.hooks:
+      tasks = hook.train_stream(tasks)
+    return tasks
 
 
-# The penalty states that reset_state keeps.
+# The penalty states that a fresh optimizer state keeps.
 PENALTY_STATES = (_ewc.EwcState, _si.SiState)
 
 
 def fresh_state(tx: optax.GradientTransformation, params, old_state):
-  """``tx.init(params)`` with the penalty state of ``old_state`` carried over."""
+  """``tx.init(params)`` with the penalty state of ``old_state`` carried over
+  (the memory of the tasks), and its injected hyperparameters (settings,
+  not memory)."""
   new_state = tx.init(params)
-  for kind in PENALTY_STATES:
+  kinds = (*PENALTY_STATES, *_hyperparams.INJECTED_STATES)
+  for kind in kinds:
     if find_all(old_state, kind):
-      new_state = replace_node(new_state,
-                               find_unique(new_state, kind, kind.__name__),
-                               find_unique(old_state, kind, kind.__name__))
+      new = find_unique(new_state, kind, kind.__name__)
+      old = find_unique(old_state, kind, kind.__name__)
+      if kind in _hyperparams.INJECTED_STATES:
+        old = new._replace(hyperparams=old.hyperparams)
+      new_state = replace_node(new_state, new, old)
   return new_state
+
+
+class ResetState(hooklib.Hook):
+  """Every task starts with a fresh optimizer state (:func:`fresh_state`)."""
+
+  def start_task(self, state, task, tx):
+    return state._replace(opt_state=fresh_state(tx, state.params,
+                                                state.opt_state))
+
+
+class ClasspSchedule(hooklib.Hook):
+  """CLASSP's paper schedule: plain steps before ``decay_from_task``, then
+  decayed ones with the later learning rate and threshold."""
+
+  learning_rate: float
+  threshold: float
+  later_learning_rate: float
+  later_threshold: float
+  decay_from_task: int
+
+  def hyperparams_for_task(self, task):
+    """The injected values for task ``task`` (an int, or traced)."""
+    decayed = jnp.asarray(task) >= self.decay_from_task
+    return dict(
+        learning_rate=jnp.where(decayed, self.later_learning_rate,
+                                self.learning_rate),
+        threshold=jnp.where(decayed, self.later_threshold, self.threshold),
+        apply_decay=decayed)
+
+  def start_task(self, state, task, tx):
+    return state._replace(opt_state=set_hyperparams(
+        state.opt_state, **self.hyperparams_for_task(task)))
+
+
+class CapacityUsed(hooklib.Hook):
+  """Records CLASSP's capacity used (the fraction of weights ever updated)
+  after each task."""
+
+  def readouts(self, state):
+    return {'capacity_used': classp_stats(state.opt_state).capacity_used}
+
+
+class JointStream(hooklib.Hook):
+  """Joint training: task ``t`` trains on tasks ``0 .. t`` together."""
+
+  def train_stream(self, tasks):
+    return streams.joint(tasks)
+
+
+class StiffnessWarning(UserWarning):
+  """A penalty is too stiff for the learning rate: SGD on it oscillates or
+  diverges."""
+
+
+def _injected_value(opt_state, name: str):
+  return find_unique(opt_state, _hyperparams.INJECTED_STATES,
+                     'injected state').hyperparams[name]
+
+
+class Stiffness(hooklib.Hook):
+  """A penalty's stiffness after each task: the largest product of the
+  learning rate and the penalty's curvature on any weight, ``scale x
+  learning_rate x strength x max(weight)``, where ``weight`` is the field
+  ``field`` of the penalty's state ``state``. Past ``bound`` SGD on the
+  penalty oscillates or diverges (infinite for optimizers that normalise
+  their steps)."""
+
+  bound: float = struct.field(pytree_node=False)
+  state: type = struct.field(pytree_node=False)
+  field: str = struct.field(pytree_node=False)
+  scale: float = struct.field(pytree_node=False, default=1.0)
+
+  def readouts(self, state):
+    penalty = find_unique(state.opt_state, self.state, self.state.__name__)
+    return {'stiffness': self.scale * optax.tree.max(getattr(penalty,
+                                                             self.field))
+            * _injected_value(state.opt_state, 'learning_rate')
+            * _injected_value(state.opt_state, 'strength')}
+
+  def bounds(self):
+    return {'stiffness': self.bound} if math.isfinite(self.bound) else {}
+
+  def warnings(self, values, t, label, trains_after):
+    value = values['stiffness']
+    if not trains_after or value < self.bound:
+      return []
+    return [(StiffnessWarning, (
+        f'{label}: after task {t}, learning_rate x the penalty\'s largest '
+        f'curvature is {value:.3g}, at or past {self.bound:g}, where SGD on '
+        f'the penalty oscillates or diverges. Divide {label}.strength or '
+        f'{label}.learning_rate by more than {value / self.bound:.3g} (for '
+        f'example --set {label}.strength=...), or use an adaptive optimizer '
+        f'(--set {label}.optimizer=adam).'))]
+
+
+class EwcConsolidation(hooklib.Hook):
+  """EWC's consolidation at each task's end: the empirical Fisher of
+  ``fisher_samples`` of the task's training examples (seeded by the run's
+  seed), in evaluation mode."""
+
+  decay: float = 1.0
+  mode: str = struct.field(pytree_node=False, default='separate')
+  fisher_samples: int = struct.field(pytree_node=False, default=1000)
+
+  def plan(self, tasks, t, seed):
+    chosen = np.random.default_rng([seed, 7919]).permutation(
+        tasks[t].num_train)
+    chosen = np.sort(chosen[:self.fisher_samples])
+    positions = np.zeros(self.fisher_samples, np.int32)
+    weights = np.zeros(self.fisher_samples, np.float32)
+    positions[:len(chosen)], weights[:len(chosen)] = chosen, 1.0
+    return positions, weights
+
+  def end_task(self, state, data, model, plan):
+    fisher = empirical_fisher_of(model, state.params, data, *plan)
+    return state._replace(opt_state=consolidate_ewc(
+        state.opt_state, state.params, fisher, mode=self.mode,
+        decay=self.decay))
+
+
+class SiConsolidation(hooklib.Hook):
+  """SI's consolidation at each task's end: importances from the path
+  integral."""
+
+  damping: float = 0.1
+
+  def end_task(self, state, data, model, plan):
+    return state._replace(opt_state=consolidate_si(
+        state.opt_state, state.params, self.damping))
+
+
+def empirical_fisher_of(model: hooklib.Model, params, data: hooklib.TaskData,
+                        positions, weights, chunk: int = 256):
+  """The diagonal empirical Fisher of the examples at ``positions`` of
+  ``data`` weighted by ``weights`` (0 on padding): their weighted mean
+  squared per-example gradient, in chunks of ``chunk`` examples (unrolled:
+  XLA:CPU is slow on a convolution's gradient inside a loop)."""
+
+  def example_loss(params, x, y, train_masks):
+    return model.loss(params, x[None], y[None], train_masks)[0]
+
+  total = real_zeros_like(params)
+  for start in range(0, len(positions), chunk):
+    rows = positions[start:start + chunk]
+    total = jax.tree.map(jnp.add, total, _ewc.squared_gradient_sum(
+        example_loss, params, data.inputs[rows], data.labels[rows],
+        weights[start:start + chunk], (data.train_masks,)))
+  return jax.tree.map(lambda f: f / jnp.sum(weights), total)
 
 
 def _positive(method: str, name: str, value) -> None:
@@ -177,17 +338,6 @@ def _static_power(optimizer: str) -> tuple:
   return ('power',) if optimizer == 'classp' else ()
 
 
-_tree_max = jax.jit(optax.tree.max)
-
-
-def _max_leaf(tree) -> float:
-  """The largest value in ``tree`` (0 if it has none): one compiled call and
-  one transfer, not one of each per leaf."""
-  if not any(x.size for x in jax.tree.leaves(tree)):
-    return 0.0
-  return float(_tree_max(tree))
-
-
 def classp_method(
     learning_rate: float = 0.1,
     threshold: float = 0.0,
@@ -228,27 +378,22 @@ def classp_method(
       relative_threshold=relative_threshold,
   )
 
-  def hyperparams_for_task(task: int) -> dict:
-    if task < decay_from_task:
-      return dict(learning_rate=learning_rate, threshold=threshold,
-                  apply_decay=False)
-    return dict(
-        learning_rate=(learning_rate if later_learning_rate is None
-                       else later_learning_rate),
-        threshold=threshold if later_threshold is None else later_threshold,
-        apply_decay=True,
-    )
-
+  schedule = ClasspSchedule(
+      learning_rate=learning_rate, threshold=threshold,
+      later_learning_rate=(learning_rate if later_learning_rate is None
+                           else later_learning_rate),
+      later_threshold=threshold if later_threshold is None else later_threshold,
+      decay_from_task=decay_from_task)
   # One transform for every task; the schedule lives in its state.
-  # apply_decay is a NumPy array (injected as a number, not a static flag):
-  # a JAX array would be one buffer that every init puts in its state, and
-  # donating one run's state would delete it from the next run's.
+  # Its values are NumPy arrays (apply_decay injected as a number, not a
+  # static flag): a JAX array would be one buffer that every init puts in
+  # its state, and donating one run's state would delete it from the next's.
   tx, structure = _injected(
       classp, static_args=('power',), power=power, eps=eps,
       relative_threshold=relative_threshold, **{
-          name: np.asarray(value) if name == 'apply_decay' else value
-          for name, value in hyperparams_for_task(0).items()})
-  return Method('classp', hyperparams, tx, hyperparams_for_task,
+          name: np.asarray(value)
+          for name, value in schedule.hyperparams_for_task(0).items()})
+  return Method('classp', hyperparams, tx, (schedule, CapacityUsed()),
                 structure=structure)
 
 
@@ -287,6 +432,11 @@ def _inner(method: str, optimizer: str, learning_rate, momentum, threshold,
   return tx_settings, {}, math.inf
 
 
+def _inner_hooks(optimizer: str) -> tuple:
+  """The read-outs of the optimizer under a penalty or joint training."""
+  return (CapacityUsed(),) if optimizer == 'classp' else ()
+
+
 def ewc_method(
     learning_rate: float = 0.03,
     strength: float = 100.0,
@@ -297,12 +447,15 @@ def ewc_method(
     threshold: float = 0.0,
     power: float = 1.0,
     eps: float = 1e-5,
+    fisher_samples: int = 1000,
 ) -> Method:
   """EWC's penalty on top of an optimizer: SGD (with optional momentum) by
   default, or Adam, AdaGrad or CLASSP (``threshold``, ``power``, ``eps``).
 
-  The penalty's curvature on weight ``i`` is ``strength * F_i``, so SGD stays
-  stable while ``learning_rate * strength * max F < 2 (1 + momentum)``.
+  Each task's Fisher is taken on ``fisher_samples`` of its training
+  examples. The penalty's curvature on weight ``i`` is ``strength * F_i``,
+  so SGD stays stable while ``learning_rate * strength * max F < 2 (1 +
+  momentum)``.
   """
   tx_settings, inner_settings, bound = _inner(
       'ewc', optimizer, learning_rate, momentum, threshold, power, eps)
@@ -310,23 +463,19 @@ def ewc_method(
   if mode not in _ewc.EWC_MODES:
     raise ValueError(f'ewc.mode must be one of {_ewc.EWC_MODES}, got {mode!r}.')
   _checks.check_scalar('ewc.decay', decay, low=0.0, high=1.0)
+  _checks.check_integer('ewc.fisher_samples', fisher_samples, low=1)
   tx, structure = _injected(_ewc_tx, _static_power(optimizer),
                             strength=strength, **tx_settings)
-
-  def consolidate(opt_state, params, fisher):
-    return consolidate_ewc(opt_state, params, fisher(), mode=mode, decay=decay)
-
-  def stiffness(opt_state):
-    fisher = find_unique(opt_state, _ewc.EwcState, 'EwcState').fisher
-    return learning_rate * strength * _max_leaf(fisher)
-
+  hooks = (EwcConsolidation(decay=decay, mode=mode,
+                            fisher_samples=fisher_samples),
+           Stiffness(bound=bound, state=_ewc.EwcState, field='fisher'),
+           *_inner_hooks(optimizer))
   return Method(
       'ewc',
       dict(learning_rate=learning_rate, strength=strength, mode=mode,
-           decay=decay, optimizer=optimizer, **inner_settings),
-      tx, consolidate=consolidate, stiffness=stiffness, stiffness_bound=bound,
-      structure=structure,
-  )
+           decay=decay, optimizer=optimizer, **inner_settings,
+           fisher_samples=fisher_samples),
+      tx, hooks, structure=structure)
 
 
 def si_method(
@@ -348,22 +497,13 @@ def si_method(
   _positive('si', 'damping', damping)
   tx, structure = _injected(_si_tx, _static_power(optimizer),
                             strength=strength, **tx_settings)
-
-  def consolidate(opt_state, params, fisher):
-    del fisher  # SI's importance comes from the path integral instead
-    return consolidate_si(opt_state, params, damping)
-
-  def stiffness(opt_state):
-    importance = find_unique(opt_state, _si.SiState, 'SiState').importance
-    return learning_rate * 2.0 * strength * _max_leaf(importance)
-
   return Method(
       'si',
       dict(learning_rate=learning_rate, strength=strength, damping=damping,
            optimizer=optimizer, **inner_settings),
-      tx, consolidate=consolidate, stiffness=stiffness, stiffness_bound=bound,
-      structure=structure,
-  )
+      tx, (SiConsolidation(damping=damping),
+           Stiffness(bound=bound, state=_si.SiState, field='importance',
+                     scale=2.0), *_inner_hooks(optimizer)), structure=structure)
 
 
 def sgd_method(learning_rate: float = 0.03, momentum: float = 0.0) -> Method:
@@ -406,8 +546,8 @@ def joint_method(
       'joint', optimizer, learning_rate, momentum, threshold, power, eps)
   tx, structure = _injected(_inner_tx, _static_power(optimizer), **tx_settings)
   return Method('joint', dict(learning_rate=learning_rate, optimizer=optimizer,
-                              **inner_settings), tx, joint=True,
-                structure=structure)
+                              **inner_settings), tx,
+                (JointStream(), *_inner_hooks(optimizer)), structure=structure)
 
 
 METHODS = {
@@ -436,26 +576,45 @@ def split_label(spec: str) -> tuple[str, str]:
   return kind, spec
 
 
+def settings_of(name: str) -> dict:
+  """``{setting: default}`` of method ``name`` (``classp`` or a labelled
+  ``classp:paper``), ``reset_state`` included."""
+  factory = METHODS[split_label(name)[0]]
+  return {**{p.name: p.default
+             for p in inspect.signature(factory).parameters.values()},
+          'reset_state': False}
+
+
+def _check_names(label: str, hyperparams: dict) -> None:
+  known = settings_of(label)
+  for name in hyperparams:
+    if name not in known:
+      close = difflib.get_close_matches(name, known, n=1) or [
+          k for k in known if ''.join(w[0] for w in k.split('_')) == name]
+      hint = f' Did you mean {label}.{close[0]}?' if close else ''
+      raise ValueError(
+          f'{label} has no setting {name!r}.{hint} Its settings: '
+          f'{", ".join(known)}.')
+
+
 def make_method(name: str, **hyperparams) -> Method:
   """A method by name, or a labelled variant ``name:label`` of one.
 
-  Unknown names and hyperparameters, and values out of range, are errors
-  that name the hyperparameter. Every method also takes ``reset_state`` (a
-  bool): start each task with a fresh optimizer state, keeping a penalty's
-  state. It is recorded in the hyperparameters when given.
+  Unknown names and hyperparameters (with the closest known one), and
+  values out of range, are errors that name the hyperparameter. Every
+  method also takes ``reset_state`` (a bool): start each task with a fresh
+  optimizer state, keeping a penalty's state. It is recorded in the
+  hyperparameters when given.
   """
   kind, label = split_label(name)
+  _check_names(label, hyperparams)
   reset_state = hyperparams.pop('reset_state', None)
   if reset_state is not None and not isinstance(reset_state, bool):
-    raise ValueError(f'{kind}.reset_state must be True or False, got '
+    raise ValueError(f'{label}.reset_state must be True or False, got '
                      f'{reset_state!r}.')
-  try:
-    method = METHODS[kind](**hyperparams)
-  except TypeError as e:
-    raise ValueError(f'{kind}: {e}') from e
-  method = dataclasses.replace(method, name=label)
+  method = dataclasses.replace(METHODS[kind](**hyperparams), label=label)
   if reset_state is None:
     return method
   return dataclasses.replace(
-      method, reset_state=reset_state,
+      method, hooks=(ResetState(),) * reset_state + method.hooks,
       hyperparams={**method.hyperparams, 'reset_state': reset_state})

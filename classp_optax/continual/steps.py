@@ -1,20 +1,21 @@
-"""The compiled functions of the continual loop, pure functions of split
-model state.
+"""The engine's compiled functions: pure functions of split state, each
+written for one configuration and run over a stack of them.
 
-The loop splits its model and optimizer once per dispatch into a graph
-definition (static: the architecture, the train/eval mode, the Optax
-transform) and a state pytree (weights, dropout RNG, optimizer state), and
-calls these. Each compiles once per run: its shapes are the same for every
-task (the loop pads), and what changes between tasks (the data, the output
-mask, injected hyperparameters) is an argument or part of the state.
+The engine splits each model once into a graph definition (static: the
+architecture, the train or eval mode) and a
+:class:`~classp_optax.continual.hooks.TrainState` (weights, dropout RNG,
+optimizer and hook states), stacks the states of its K configurations
+along a leading axis, and calls these. :func:`over_configs` runs a
+function of one configuration under ``jax.vmap``; a stack of one is
+squeezed instead, so that a single run compiles the program it would
+without a sweep. Each function compiles once per run: shapes are the same
+for every task (the engine pads), and what changes between tasks (the
+data, the task's index, injected hyperparameters) is an argument or state.
 
 * :func:`train_steps`: many steps per dispatch, each gathering its batch
-  from the task's data on the device by an index array;
-  :func:`sweep_train_steps` the same for K configurations at once.
-* :func:`correct_count`: a whole test set, stacked into batches;
-  :func:`sweep_correct_count` the same for K models at once.
-* :func:`fisher_example_loss`: one example's loss, for
-  :func:`classp_optax.empirical_fisher`.
+  from the task's data on the device by an index array.
+* :func:`start_tasks`, :func:`end_tasks`: the hooks' events between tasks.
+* :func:`correct_counts`: a whole test set, stacked into batches.
 """
 
 import functools
@@ -24,133 +25,191 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from classp_optax.continual import hooks as hooklib
+from classp_optax.continual.hooks import TaskData
+from classp_optax.continual.hooks import TrainState
+
 MASKED_LOGIT = -1e9
 
 
-def masked_cross_entropy(logits, labels, logit_mask):
-  logits = jnp.where(logit_mask, logits, MASKED_LOGIT)
+def masked_cross_entropy(logits, labels, train_masks):
+  """Each example's softmax cross-entropy over the outputs that row
+  ``labels[i]`` of ``train_masks`` names: the engine's default loss."""
+  logits = jnp.where(train_masks[labels], logits, MASKED_LOGIT)
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def _train_steps(graphdef, state, inputs, labels, index, count, logit_masks,
-                 batch_sharding=None):
-  """Steps ``0 .. count - 1`` of one dispatch.
+def correct(outputs, labels, logit_mask):
+  """1 where the highest of the scored outputs is the label, else 0: the
+  engine's default score (accuracy)."""
+  outputs = jnp.where(logit_mask, outputs, MASKED_LOGIT)
+  return (jnp.argmax(outputs, axis=-1) == labels).astype(jnp.float32)
+
+
+def over_configs(fn, stacked: tuple, spmd_axis_name=None):
+  """``fn`` of one configuration, over a stack of them.
 
   Args:
-    graphdef: of ``nnx.split((model, optimizer))``, the model in train mode.
-    state: the matching state; donated.
-    inputs, labels: the task's training data on the device.
-    index: ``(max_steps, batch)`` positions in ``inputs``; row ``i`` is step
-      ``i``'s batch. Rows from ``count`` on are not used. With one row, the
-      step is compiled without a loop around it: XLA:CPU runs a
-      convolution's gradient an order of magnitude slower inside a loop
-      (jax-ml/jax#12868), so the loop dispatches convolutional models on the
-      CPU one step at a time.
-    count: how many steps to take (traced: any count up to ``max_steps``
-      runs the same compiled loop); 1 when ``index`` has one row.
-    logit_masks: ``(labels, outputs)``; row ``y`` names the outputs the loss
-      of an example labelled ``y`` is taken over.
-    batch_sharding: where a batch lives (data parallelism), or None.
-
-  Returns:
-    The new state and the ``(max_steps,)`` losses, NaN from ``count`` on.
+    fn: a function of one configuration.
+    stacked: per positional argument, whether it is stacked (a leading
+      configuration axis) or shared by every configuration.
+    spmd_axis_name: the mesh axis the configurations are split over, for
+      sharding constraints inside ``fn``.
   """
+  axes = tuple(0 if s else None for s in stacked)
 
-  def step(i, carry):
+  def run(*args):
+    sizes = {leaf.shape[0] for arg, s in zip(args, stacked, strict=True) if s
+             for leaf in jax.tree.leaves(arg)}
+    if sizes == {1}:
+      squeezed = [jax.tree.map(lambda x: x[0], a) if s else a
+                  for a, s in zip(args, stacked, strict=True)]
+      return jax.tree.map(lambda x: x[None], fn(*squeezed))
+    return jax.vmap(fn, in_axes=axes, spmd_axis_name=spmd_axis_name)(*args)
+  return run
+
+
+def _step(graphdef, tx, example_loss, hooks, data: TaskData, state: TrainState,
+          rows, batch_sharding):
+  """One train step on the examples at ``rows``: the new state and loss."""
+  x, y, weights = data.inputs[rows], data.labels[rows], None
+  extras = list(state.extras)
+  for k, hook in enumerate(hooks):
+    x, y, weights, extras[k] = hook.batch(extras[k], data, x, y, weights)
+  if batch_sharding is not None:
+    x = jax.lax.with_sharding_constraint(x, batch_sharding)
+
+  def loss_fn(params):
+    model = nnx.merge(graphdef, params, state.rest, copy=True)
+    losses = example_loss(model(x), y, data.train_masks)
+    loss = losses.mean() if weights is None else jnp.sum(weights * losses)
+    return loss, nnx.as_pure(nnx.split(model, nnx.Param, ...)[2])
+
+  (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return TrainState(params, rest, opt_state, tuple(extras)), loss
+
+
+def _train_steps(graphdef, tx, example_loss, batch_sharding, guard, hooks,
+                 state, data, index, count):
+  """Steps ``0 .. count - 1`` of one dispatch of one configuration.
+
+  ``index`` is ``(max_steps, batch)`` positions in ``data``; row ``i`` is
+  step ``i``'s batch. With one row, the step is compiled without a loop
+  around it: XLA:CPU runs a convolution's gradient an order of magnitude
+  slower inside a loop (jax-ml/jax#12868), so the engine dispatches
+  convolutional models on the CPU one step at a time; then ``guard`` keeps
+  the state where ``count`` is 0 (in a sweep whose configurations' tasks
+  differ in length). Returns the state and the ``(max_steps,)`` losses,
+  NaN from ``count`` on.
+  """
+  step = functools.partial(_step, graphdef, tx, example_loss, hooks, data)
+
+  def body(i, carry):
     state, losses = carry
-    model, optimizer = nnx.merge(graphdef, state)
-    x, y = inputs[index[i]], labels[index[i]]
-    if batch_sharding is not None:
-      x = jax.lax.with_sharding_constraint(x, batch_sharding)
-
-    def loss_fn(model):
-      return masked_cross_entropy(model(x), y, logit_masks[y]).mean()
-
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    optimizer.update(model, grads)
-    return nnx.state((model, optimizer)), losses.at[i].set(loss)
+    state, loss = step(state, index[i], batch_sharding)
+    return state, losses.at[i].set(loss)
 
   losses = jnp.full(index.shape[:1], jnp.nan, jnp.float32)
-  if index.shape[0] == 1:
-    return step(0, (state, losses))
-  return jax.lax.fori_loop(0, count, step, (state, losses))
+  if index.shape[0] > 1:
+    return jax.lax.fori_loop(0, count, body, (state, losses))
+  new_state, losses = body(0, (state, losses))
+  if guard:
+    new_state = jax.tree.map(lambda new, old: jnp.where(count > 0, new, old),
+                             new_state, state)
+    losses = jnp.where(count > 0, losses, jnp.nan)
+  return new_state, losses
 
 
-train_steps = jax.jit(_train_steps,
-                      static_argnames=('graphdef', 'batch_sharding'),
-                      donate_argnames=('state',))
+def stacked_train_steps(graphdef, tx, example_loss, hooks, state, data, index,
+                        counts, *, shared_data: bool, batch_sharding=None):
+  """:func:`_train_steps` of every configuration: ``hooks``, ``state`` and
+  ``index`` (``(K, max_steps, batch)``) are stacked, and so are ``data``
+  unless ``shared_data`` and ``counts`` unless it is a scalar. With one
+  count for all, a loop of many steps stays a plain loop; with ``(K,)``
+  counts a configuration whose count is smaller stops there (its state is
+  selected at every step) while the others go on."""
+  per_config = counts.ndim == 1
+  fn = functools.partial(_train_steps, graphdef, tx, example_loss,
+                         batch_sharding, per_config)
+  return over_configs(fn, (True, True, not shared_data, True, per_config),
+                      'config' if batch_sharding is not None else None)(
+                          hooks, state, data, index, counts)
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'shared_data'),
-                   donate_argnames=('states',))
-def sweep_train_steps(graphdef, states, inputs, labels, index, counts,
-                      logit_masks, shared_data=False):
-  """:func:`train_steps` of K configurations in one program: ``jax.vmap``
-  over the leading axis of ``states`` (stacked), of ``inputs``, ``labels``
-  and ``logit_masks`` unless ``shared_data`` (every configuration trains on
-  the same data), of ``index`` (``(K, max_steps, batch)``; a shared
-  ``(max_steps, batch)`` order is accepted too, but it is slower on XLA:CPU:
-  one product of the shared batch with the K stacked first-layer weights
-  makes XLA transpose those weights at every step) and of ``counts`` unless
-  it is a scalar. With ``(K,)`` counts a configuration whose count is
-  smaller stops there while the others go on (every step then selects
-  between the old and the new states); one count for all keeps a plain loop.
-  Sharded inputs (the configuration axis over a mesh) give a program that
-  runs each device's configurations on that device.
-
-  Returns:
-    The new states and the ``(K, max_steps)`` losses, NaN past each count.
-  """
-  data = None if shared_data else 0
-  return jax.vmap(functools.partial(_train_steps, graphdef),
-                  in_axes=(0, data, data, 0 if index.ndim == 3 else None,
-                           0 if counts.ndim else None, data))(
-                      states, inputs, labels, index, counts, logit_masks)
+_STATIC = ('graphdef', 'tx', 'example_loss', 'shared_data', 'batch_sharding')
+_donating = jax.jit(stacked_train_steps, static_argnames=_STATIC,
+                    donate_argnames=('state',))
+_copying = jax.jit(stacked_train_steps, static_argnames=_STATIC)
 
 
-def _correct_count(graphdef, state, inputs, labels, valid, logit_mask):
-  """How many of a test set's examples the model labels right.
+def train_steps(*args, **kwargs):
+  """:func:`stacked_train_steps`, compiled; the state is donated except on
+  the CPU, where XLA copies a donated state at every dispatch (the paper's
+  CNN at batch 32: 52 ms a step donated, 40 ms not; the MLPs' steps are
+  equal either way)."""
+  jitted = _copying if jax.default_backend() == 'cpu' else _donating
+  return jitted(*args, **kwargs)
 
-  Args:
-    graphdef, state: of ``nnx.split(model)``, the model in eval mode.
-    inputs, labels, valid: the test set in ``(batches, batch_size, ...)``
-      stacks; ``valid`` is False on padding.
-    logit_mask: the outputs scored.
-  """
-  model = nnx.merge(graphdef, state)
+
+@functools.partial(jax.jit, donate_argnames=('state',),
+                   static_argnames=('tx',))
+def start_tasks(tx, hooks, state, task):
+  """Every hook's :meth:`~hooks.Hook.start_task`, in every configuration."""
+
+  def start(hooks, state):
+    return hooklib.each(hooks, state, lambda hook, seen: hook.start_task(
+        seen, task, tx))
+  return over_configs(start, (True, True))(hooks, state)
+
+
+@functools.partial(jax.jit, donate_argnames=('state',),
+                   static_argnames=('graphdef', 'example_loss', 'shared_data'))
+def end_tasks(graphdef, example_loss, hooks, state, data, plans, *,
+              shared_data: bool):
+  """Every hook's :meth:`~hooks.Hook.end_task`, in every configuration,
+  with ``graphdef`` in evaluation mode. Returns the new states, their
+  read-outs, and whether each state was finite before the hooks and
+  after them."""
+
+  def end(hooks, state, data, plans):
+    before = hooklib.all_finite(state)
+    model = hooklib.Model(graphdef, state.rest, example_loss)
+    extras = list(state.extras)
+    for k, hook in enumerate(hooks):
+      seen = hook.end_task(hooklib.HookState(state.params, state.opt_state,
+                                             extras[k]), data, model, plans[k])
+      state = state._replace(params=seen.params, opt_state=seen.opt_state)
+      extras[k] = seen.extra
+    state = state._replace(extras=tuple(extras))
+    after = hooklib.all_finite(state)
+    return state, hooklib.readouts(hooks, state), before, after
+  return over_configs(end, (True, True, not shared_data, True))(
+      hooks, state, data, plans)
+
+
+def _correct_count(graphdef, example_score, params, rest, inputs, labels,
+                   valid, logit_mask):
+  """The summed score of a test set in ``(batches, batch_size, ...)``
+  stacks, ``valid`` False on padding; ``graphdef`` in evaluation mode."""
+  model = nnx.merge(graphdef, params, rest, copy=True)
 
   def batch(total, data):
     x, y, ok = data
-    logits = jnp.where(logit_mask, model(x), MASKED_LOGIT)
-    return total + jnp.sum(ok & (jnp.argmax(logits, axis=-1) == y)), None
+    scores = example_score(model(x), y, logit_mask)
+    return total + jnp.sum(jnp.where(ok, scores, 0.0)), None
 
-  return jax.lax.scan(batch, jnp.int32(0), (inputs, labels, valid))[0]
-
-
-correct_count = jax.jit(_correct_count, static_argnames='graphdef')
+  return jax.lax.scan(batch, jnp.float32(0), (inputs, labels, valid))[0]
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'shared_data'))
-def sweep_correct_count(graphdef, states, inputs, labels, valid, logit_masks,
-                        shared_data=False):
-  """:func:`correct_count` of K stacked models (``(K,)`` counts): one test
-  set for all if ``shared_data``, else ``(K, ...)`` stacks of them;
-  ``logit_masks`` is ``(K, outputs)``."""
-  data = None if shared_data else 0
-  return jax.vmap(functools.partial(_correct_count, graphdef),
-                  in_axes=(0, data, data, data, 0))(
-                      states, inputs, labels, valid, logit_masks)
-
-
-@functools.lru_cache(maxsize=16)
-def fisher_example_loss(graphdef):
-  """``loss(params, x, y, rest, logit_masks)`` of one example (its loss over
-  the outputs of row ``y`` of ``logit_masks``), for
-  :func:`classp_optax.empirical_fisher`, with ``graphdef`` from
-  ``nnx.split(model, nnx.Param, ...)`` in eval mode. Cached, so that every
-  task of a run (the same ``graphdef``) shares one compiled Fisher."""
-
-  def loss(params, x, y, rest, logit_masks):
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    return masked_cross_entropy(model(x[None]), y[None], logit_masks[y])[0]
-  return loss
+@functools.partial(jax.jit,
+                   static_argnames=('graphdef', 'example_score', 'shared_data'))
+def correct_counts(graphdef, example_score, params, rest, inputs, labels,
+                   valid, logit_masks, *, shared_data: bool):
+  """:func:`_correct_count` of every configuration (``(K,)``): one test
+  set for all if ``shared_data``, else stacks of them."""
+  fn = functools.partial(_correct_count, graphdef, example_score)
+  data = not shared_data
+  return over_configs(fn, (True, True, data, data, data, True))(
+      params, rest, inputs, labels, valid, logit_masks)

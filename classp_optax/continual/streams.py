@@ -82,6 +82,12 @@ class Task:
     return (self._inputs(self.dataset.x_train[rows]),
             self._labels(self.dataset.y_train[rows]))
 
+  def train_labels(self) -> np.ndarray:
+    """The targets of this task's training examples, in order."""
+    if self.parts:
+      return np.concatenate([part.train_labels() for part in self.parts])
+    return self._labels(self.dataset.y_train[self.train_index])
+
   def _parts_batch(self, positions: np.ndarray):
     starts = np.cumsum([0] + [part.num_train for part in self.parts])
     which = np.searchsorted(starts, positions, side='right') - 1

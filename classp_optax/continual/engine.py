@@ -1,0 +1,589 @@
+"""The training engine: K configurations of a method, each on its own
+stream of tasks, trained as one program. A single run is a sweep of one.
+
+For each task, every configuration goes through the same events: its
+method's hooks start the task (CLASSP's schedule, a fresh state), the train
+steps run (many per dispatch, each gathering its batch on the device by an
+index array, the configurations under ``jax.vmap``), the hooks end the task
+(EWC's and SI's consolidation, a replay buffer) and give their read-outs,
+and the model is scored on every task's test set: row ``t`` of its accuracy
+matrix ``R``. The engine knows no method: everything a method does besides
+its optimizer's update is a hook (:mod:`hooks`).
+
+Each configuration keeps its own initialisation, data order, stream and
+numeric hyperparameters; they share what is compiled into the step (the
+method's ``sweep_structure``) and the batch sizes. The configurations are
+split over a mesh's ``'config'`` axis and each one's batches over its
+``'data'`` axis (:mod:`placement`). A configuration whose loss or state
+becomes non-finite stops (its result says where) while the others go on.
+
+Checkpoints hold every configuration's state, after every task and, within
+a task, every ``checkpoint_every_steps`` steps or ``checkpoint_every_seconds``
+seconds; they are numbered by the run's step. The data order depends only
+on the seed, the task and the epoch, and every random draw lives in the
+checkpointed state, so a resumed run repeats exactly what an uninterrupted
+run does.
+"""
+
+from collections.abc import Callable
+from collections.abc import Sequence
+import dataclasses
+import inspect
+import time
+import warnings
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+import numpy as np
+from tqdm.auto import tqdm
+
+from classp_optax import tree_bytes
+from classp_optax._padding import pad_rows
+from classp_optax.continual import evaluation
+from classp_optax.continual import hooks as hooklib
+from classp_optax.continual import placement as placing
+from classp_optax.continual import steps as compiled
+from classp_optax.continual.checkpoint import RunCheckpointer
+from classp_optax.continual.config import TrainConfig
+from classp_optax.continual.config import check_config
+from classp_optax.continual.config import task_order
+from classp_optax.continual.methods import Method
+from classp_optax.continual.results import DivergenceWarning
+from classp_optax.continual.results import RunResult
+from classp_optax.continual.streams import Task
+
+# Train steps per dispatch, at most. The losses are checked for
+# finiteness, the progress reported and a due checkpoint written between
+# dispatches.
+STEPS_PER_CALL = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One configuration: a model, a stream, a method and how to train it."""
+
+  make_model: Callable[[], nnx.Module]
+  tasks: Sequence[Task]
+  method: Method
+  config: TrainConfig = TrainConfig()
+
+
+def default_steps_per_call(model: nnx.Module) -> int:
+  """:data:`STEPS_PER_CALL`, or 1 for a convolutional model on the CPU, where
+  XLA runs a convolution's gradient an order of magnitude slower inside a
+  loop (jax-ml/jax#12868): one step per dispatch is then the fastest."""
+  has_conv = any(isinstance(node, nnx.Conv) for _, node in nnx.iter_graph(model))
+  return 1 if has_conv and jax.default_backend() == 'cpu' else STEPS_PER_CALL
+
+
+def _check_count(name: str, value) -> None:
+  if value is not None and (isinstance(value, bool)
+                            or not isinstance(value, int) or value < 1):
+    raise ValueError(f'{name} must be None or an integer >= 1, got {value!r}.')
+
+
+def check_structure(methods: Sequence[Method]) -> None:
+  """ValueError unless ``methods`` can train as one program: one
+  ``Method.sweep_structure``, so that only their numeric values differ."""
+  structures = [method.sweep_structure for method in methods]
+  if len(methods) > 1 and (None in structures or len(set(structures)) > 1):
+    raise ValueError(
+        'runs must share one Method.structure and the hooks\' static '
+        'settings (only numeric hyperparameters may differ); got '
+        f'{sorted(set(map(str, structures)))}.')
+
+
+def check_runs(runs: Sequence[Run], data_devices: int = 1,
+               checkpoint_every_steps=None, checkpoint_every_seconds=None,
+               steps_per_call=None) -> None:
+  """ValueError, naming the setting and its range, unless ``runs`` can
+  train together with these settings; nothing is built before."""
+  if not runs:
+    raise ValueError('runs must hold at least one configuration.')
+  check_structure([r.method for r in runs])
+  for name in ('batch_size', 'eval_batch_size'):
+    values = sorted({getattr(r.config, name) for r in runs})
+    if len(values) > 1:
+      raise ValueError(f'runs must share config.{name}; got {values}.')
+  lengths = sorted({len(r.tasks) for r in runs})
+  if len(lengths) > 1:
+    raise ValueError(f'runs must have as many tasks each; got {lengths}.')
+  for r in runs:
+    check_config(r.config, r.tasks, data_devices)
+  _check_count('checkpoint_every_steps', checkpoint_every_steps)
+  if checkpoint_every_seconds is not None and not checkpoint_every_seconds > 0:
+    raise ValueError('checkpoint_every_seconds must be None or > 0, got '
+                     f'{checkpoint_every_seconds}.')
+  _check_count('steps_per_call', steps_per_call)
+
+
+def default_fingerprint(runs: Sequence[Run]) -> dict:
+  """What identifies ``runs`` in their checkpoints, by default."""
+  return dict(runs=[dict(method=r.method.label, hyperparams=r.method.hyperparams,
+                         config=dataclasses.asdict(r.config),
+                         tasks=[task.name for task in r.tasks]) for r in runs])
+
+
+def _same(arrays: list) -> bool:
+  return all(a.shape == arrays[0].shape and np.array_equal(a, arrays[0])
+             for a in arrays[1:])
+
+
+def _pure_state(model: nnx.Module, method: Method, seed: int, tasks: list
+                ) -> hooklib.TrainState:
+  params, rest = nnx.as_pure(nnx.split(model, nnx.Param, ...)[1:])
+  return hooklib.TrainState(
+      params, rest, method.optimizer.init(params),
+      tuple(hook.init(params, seed, tasks) for hook in method.hooks))
+
+
+def _signature(tree) -> list:
+  return [(jax.tree_util.keystr(path), leaf.shape, leaf.dtype)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+@dataclasses.dataclass
+class _Ledger:
+  """What the host records of every configuration as the run goes."""
+
+  accuracy: np.ndarray  # (K, T, T)
+  readouts: list  # per configuration, {name: [value after each task]}
+  diverged: list  # per configuration, where it stopped, or None
+  wall_time: float = 0.0
+
+  @classmethod
+  def empty(cls, num_configs: int, num_tasks: int) -> '_Ledger':
+    return cls(np.zeros((num_configs, num_tasks, num_tasks)),
+               [{} for _ in range(num_configs)], [None] * num_configs)
+
+  @property
+  def live(self) -> list[int]:
+    return [k for k, d in enumerate(self.diverged) if d is None]
+
+  def stop(self, k: int, record: dict, label: str) -> None:
+    """Configuration ``k`` diverged where ``record`` says: it stops there."""
+    if self.diverged[k] is not None:
+      return
+    self.diverged[k] = record
+    self.accuracy[k, record['task']:] = np.nan
+    warnings.warn(
+        f'{label} diverged in task {record["task"]} at step {record["step"]}: '
+        f'{record["what"]} is not finite. The run stops here; its accuracies '
+        'are not reported.', DivergenceWarning, stacklevel=_user_stacklevel())
+
+  def to_record(self, rows: int) -> dict:
+    """The checkpoint's record, with the first ``rows`` rows of each
+    accuracy matrix."""
+    kept = self.accuracy[:, :rows]
+    return dict(accuracy=np.where(np.isfinite(kept), kept, None).tolist(),
+                readouts=self.readouts, diverged=self.diverged,
+                wall_time=self.wall_time)
+
+  def load(self, record: dict) -> None:
+    rows = np.asarray(record['accuracy'], float).reshape(
+        len(self.accuracy), -1, self.accuracy.shape[-1])
+    self.accuracy[:, :rows.shape[1]] = rows
+    self.readouts, self.diverged = record['readouts'], record['diverged']
+    self.wall_time = record['wall_time']
+
+
+def _user_stacklevel() -> int:
+  """The stack level of the first frame outside this toolkit's engine, so
+  that a warning points at the user's call."""
+  level = 1
+  for frame in inspect.stack()[1:]:
+    level += 1
+    if not frame.filename.startswith(_PACKAGE_DIR):
+      return level - 1
+  return level
+
+
+_PACKAGE_DIR = __file__.rsplit('/', 1)[0]
+
+
+class _Engine:
+  """One training of ``runs``: what stays fixed through it, and the host
+  side of every phase. The device side is :mod:`steps`."""
+
+  def __init__(self, runs, mesh, example_loss, example_score, checkpointer,
+               checkpoint_every_steps, checkpoint_every_seconds, on_step,
+               progress, steps_per_call):
+    self.runs = runs
+    self.place = placing.Placement(mesh, len(runs))
+    self.example_loss, self.example_score = example_loss, example_score
+    self.checkpointer = checkpointer
+    self.every_steps, self.every_seconds = (checkpoint_every_steps,
+                                            checkpoint_every_seconds)
+    self.on_step, self.show_progress = on_step, progress
+    self.train_tasks = [r.method.train_stream(list(r.tasks)) for r in runs]
+    self.num_tasks = len(runs[0].tasks)
+    self.steps = np.array([[r.config.steps_for(t, tasks[t].num_train)
+                            for t in range(self.num_tasks)]
+                           for r, tasks in zip(runs, self.train_tasks,
+                                               strict=True)])
+    self.timeline = self.steps.max(axis=0)
+    self.max_train = max(task.num_train for tasks in self.train_tasks
+                         for task in tasks)
+    self.ledger = _Ledger.empty(len(runs), self.num_tasks)
+    self.models = [r.make_model() for r in runs]
+    self.steps_per_call = steps_per_call or default_steps_per_call(
+        self.models[0])
+    self._build_program()
+    self.test_sets: dict = {}
+
+  def _build_program(self) -> None:
+    """The graph definitions, the hooks and the initial states, stacked."""
+    model = self.models[0]
+    self.graphdef = nnx.split(model, nnx.Param, ...)[0]
+    model.eval()  # before the split: the graph definition holds the mode
+    self.eval_graphdef = nnx.split(model, nnx.Param, ...)[0]
+    model.train()
+    states = [_pure_state(m, r.method, r.config.seed, tasks)
+              for m, r, tasks in zip(self.models, self.runs, self.train_tasks,
+                                     strict=True)]
+    signatures = [_signature(state) for state in states]
+    for k, signature in enumerate(signatures):
+      if signature != signatures[0]:
+        raise ValueError(
+            f'runs[{k}] builds a model or optimizer state of another shape '
+            'than runs[0]; a sweep stacks them.')
+    self.initial_state = hooklib.stack(states)
+    self.hooks = self.place.configs(hooklib.stack(
+        [r.method.hooks for r in self.runs]))
+    self.tx = self.runs[0].method.optimizer
+
+  # Placement of each task's data.
+
+  def _stacked(self, per_config: list):
+    """``(shared, tree)``: one copy on every device if every configuration
+    has the same leaves, else a stack split over the configurations."""
+    leaves = [jax.tree.leaves(tree) for tree in per_config]
+    if all(_same(list(group)) for group in zip(*leaves, strict=True)):
+      return True, self.place.shared(per_config[0])
+    return False, self.place.configs(hooklib.stack(per_config))
+
+  def _task_data(self, t: int):
+    """``(shared, TaskData)`` of task ``t`` as trained, padded to the
+    largest task so that one compiled step serves every task."""
+    per_config = []
+    for tasks in self.train_tasks:
+      x, y = tasks[t].train_batch(np.arange(tasks[t].num_train))
+      per_config.append(hooklib.TaskData(
+          pad_rows(x, self.max_train), pad_rows(y, self.max_train),
+          tasks[t].train_logit_masks(), np.int32(t)))
+    return self._stacked(per_config)
+
+  def _test_set(self, j: int):
+    """Every configuration's test set ``j`` (batches split over the data
+    axis) and scored outputs, placed once per run."""
+    if j not in self.test_sets:
+      size = self.runs[0].config.eval_batch_size
+      num_batches = max(-(-len(task.test_index) // size)
+                        for r in self.runs for task in r.tasks)
+      sets = [evaluation.test_batches(r.tasks[j], size, num_batches)
+              for r in self.runs]
+      shared = all(_same(list(group)) for group in zip(*sets, strict=True))
+      batches = self.place.batches(
+          sets[0] if shared else hooklib.stack(sets), stacked=not shared)
+      masks = self.place.configs(np.stack([r.tasks[j].logit_mask()
+                                           for r in self.runs]))
+      self.test_sets[j] = shared, batches, masks
+    return self.test_sets[j]
+
+  # The phases of a task.
+
+  def _dispatch(self, state, data, shared, orders, t, step, count):
+    """Steps ``step .. step + count - 1`` of task ``t``: the new state and
+    ``(first step, counts, losses)`` to read."""
+    counts = np.clip(self.steps[:, t] - step, 0, count).astype(np.int32)
+    index = np.zeros((len(orders), self.steps_per_call,
+                      self.runs[0].config.batch_size), np.int32)
+    for k, order in enumerate(orders):
+      index[k, :counts[k]] = order[step:step + counts[k]]
+    one_count = bool((counts == counts[0]).all())
+    state, losses = compiled.train_steps(
+        self.graphdef, self.tx, self.example_loss, self.hooks, state, data,
+        self.place.batches(index, stacked=True),
+        (self.place.shared(np.int32(count)) if one_count
+         else self.place.configs(counts)),
+        shared_data=shared, batch_sharding=self.place.batch_sharding)
+    return state, (step, counts, losses)
+
+  def _read(self, t: int, dispatched) -> None:
+    """A dispatch's losses: progress, ``on_step``, and each configuration
+    stopped at its first step whose loss is not finite."""
+    first, counts, losses = dispatched
+    losses = np.asarray(losses)[:len(self.runs)]
+    taken = int(counts.max())
+    self.bar.update(taken)
+    if self.on_step is not None:
+      for i in range(taken):
+        self.on_step(t, first + i + 1, np.where(i < counts, losses[:, i],
+                                                np.nan))
+    for k in self.ledger.live:
+      finite = np.isfinite(losses[k, :counts[k]])
+      if not finite.all():
+        self.ledger.stop(k, dict(task=t, step=first + 1 + int(np.argmin(
+            finite)), what='the loss'), self.runs[k].method.label)
+
+  def _train_task(self, state, t: int, first_step: int, clock):
+    """Task ``t`` from step ``first_step`` on; a dispatch's losses are read
+    while the next one runs, except where a checkpoint is due."""
+    shared, data = self._task_data(t)
+    orders = [task_order(r.config, t, tasks[t].num_train)
+              for r, tasks in zip(self.runs, self.train_tasks, strict=True)]
+    end, step, pending = int(self.timeline[t]), first_step, None
+    while step < end and self.ledger.live:
+      count = min(self.steps_per_call, self._chunk_end(step, end) - step)
+      state, dispatched = self._dispatch(state, data, shared, orders, t, step,
+                                         count)
+      if pending is not None:
+        self._read(t, pending)
+      pending, step = dispatched, step + count
+      if step < end and clock.save_due(step, self.every_steps,
+                                       self.every_seconds):
+        self._read(t, pending)
+        pending = None
+        self.ledger.wall_time = clock.elapsed()
+        self._save(state, t, step, clock)
+    if pending is not None:
+      self._read(t, pending)
+    return state, shared, data
+
+  def _chunk_end(self, step: int, end: int) -> int:
+    """Where a dispatch from ``step`` stops: the task's end, or the next
+    multiple of ``checkpoint_every_steps``."""
+    if self.checkpointer is None or not self.every_steps:
+      return end
+    return min(end, (step // self.every_steps + 1) * self.every_steps)
+
+  def _end_task(self, state, t: int, shared: bool, data):
+    """The hooks' end of task ``t``, the finiteness checks and read-outs."""
+    plans = self.place.configs(hooklib.stack([
+        tuple(hook.plan(tasks, t, r.config.seed) for hook in r.method.hooks)
+        for r, tasks in zip(self.runs, self.train_tasks, strict=True)]))
+    state, values, before, after = compiled.end_tasks(
+        self.eval_graphdef, self.example_loss, self.hooks, state, data, plans,
+        shared_data=shared)
+    values = jax.tree.map(np.asarray, values)
+    before, after = np.asarray(before), np.asarray(after)
+    for k in self.ledger.live:
+      step, label = int(self.steps[k, t]), self.runs[k].method.label
+      if not before[k] or not after[k]:
+        self.ledger.stop(k, dict(task=t, step=step, what=(
+            'the weights or optimizer state' if not before[k]
+            else 'the optimizer state after its hooks')), label)
+        continue
+      mine = {name: float(v[k]) for name, v in values.items()}
+      for name, value in mine.items():
+        self.ledger.readouts[k].setdefault(name, []).append(value)
+      for hook in self.runs[k].method.hooks:
+        for category, message in hook.warnings(
+            mine, t, label, trains_after=t < self.num_tasks - 1):
+          warnings.warn(message, category, stacklevel=_user_stacklevel())
+    return state
+
+  def _score(self, state, t: int) -> None:
+    """Row ``t`` of every live configuration's accuracy matrix."""
+    for j in range(self.num_tasks):
+      shared, (inputs, labels, valid), masks = self._test_set(j)
+      scores = np.asarray(compiled.correct_counts(
+          self.eval_graphdef, self.example_score, state.params, state.rest,
+          inputs, labels, valid, masks, shared_data=shared))
+      for k in self.ledger.live:
+        self.ledger.accuracy[k, t, j] = float(scores[k]) / len(
+            self.runs[k].tasks[j].test_index)
+
+  # Checkpoints.
+
+  def _save(self, state, t: int, task_step: int, clock) -> None:
+    finished = task_step == self.timeline[t]
+    record = dict(self.ledger.to_record(t + 1 if finished else t), task=t,
+                  task_step=task_step)
+    self.checkpointer.save(int(self.timeline[:t].sum()) + task_step,
+                           self.place.unpad(state), record)
+    clock.saved()
+
+  def _restore(self):
+    """``(state, first task, first step)`` from the last checkpoint, or
+    from the start."""
+    if self.checkpointer is None or self.checkpointer.latest() is None:
+      return self.initial_state, 0, 0
+    state, record = self.checkpointer.restore(
+        placing.unstack(self.initial_state, len(self.runs)))
+    state = hooklib.stack(state)
+    self.ledger.load(record)
+    t, step = record['task'], record['task_step']
+    if step == self.timeline[t]:  # the task was finished
+      t, step = t + 1, 0
+    return state, t, step
+
+  # The run.
+
+  def run(self) -> list[RunResult]:
+    state, first_task, first_step = self._restore()
+    state = self.place.configs(state)
+    clock = _Clock(self.ledger.wall_time)
+    self.bar = tqdm(total=int(self.timeline[first_task:].sum()) - first_step,
+                    desc=self.runs[0].method.label
+                    + (f' x{len(self.runs)}' if len(self.runs) > 1 else ''),
+                    disable=not self.show_progress, leave=False)
+    try:
+      for t in range(first_task, self.num_tasks):
+        if not self.ledger.live:
+          break
+        if t > first_task or first_step == 0:
+          state = compiled.start_tasks(self.tx, self.hooks, state, jnp.int32(t))
+        state, shared, data = self._train_task(
+            state, t, first_step if t == first_task else 0, clock)
+        state = self._end_task(state, t, shared, data)
+        self._score(state, t)
+        self.ledger.wall_time = clock.elapsed()
+        if self.checkpointer is not None:
+          self._save(state, t, int(self.timeline[t]), clock)
+    finally:
+      self.bar.close()
+      if self.checkpointer is not None:
+        self.checkpointer.close()
+    return self._results(self.place.unpad(state))
+
+  def _results(self, states: list) -> list[RunResult]:
+    results = []
+    for k, (r, mine) in enumerate(zip(self.runs, states, strict=True)):
+      bounds = {}
+      for hook in r.method.hooks:
+        bounds.update(hook.bounds())
+      results.append(RunResult(
+          method=r.method.label, hyperparams=r.method.hyperparams,
+          task_names=[task.name for task in r.tasks],
+          accuracy=self.ledger.accuracy[k],
+          state_bytes=tree_bytes((mine.opt_state, mine.extras)),
+          wall_time=self.ledger.wall_time / len(self.runs),
+          readouts=self.ledger.readouts[k], bounds=bounds,
+          majority_accuracy=[evaluation.majority_accuracy(task)
+                             for task in r.tasks],
+          diverged=self.ledger.diverged[k],
+          model=nnx.merge(self.graphdef, mine.params, mine.rest),
+          opt_state=mine.opt_state, hook_states=mine.extras))
+    return results
+
+
+class _Clock:
+  """Wall time of the run (across resumes) and time since the last save."""
+
+  def __init__(self, elapsed_before: float):
+    self.elapsed_before = elapsed_before
+    self.start = self.last_save = time.perf_counter()
+
+  def elapsed(self) -> float:
+    return self.elapsed_before + time.perf_counter() - self.start
+
+  def saved(self) -> None:
+    self.last_save = time.perf_counter()
+
+  def save_due(self, step: int, every_steps, every_seconds) -> bool:
+    return bool((every_steps and step % every_steps == 0)
+                or (every_seconds is not None and time.perf_counter()
+                    - self.last_save >= every_seconds))
+
+
+def train(
+    runs: Sequence[Run],
+    *,
+    example_loss: Callable = compiled.masked_cross_entropy,
+    example_score: Callable = compiled.correct,
+    checkpoint_dir=None,
+    fingerprint: dict | None = None,
+    checkpoint_every_steps: int | None = None,
+    checkpoint_every_seconds: float | None = 300.0,
+    mesh: Mesh | None = None,
+    on_step: Callable[[int, int, np.ndarray], None] | None = None,
+    progress: bool = False,
+    steps_per_call: int | None = None,
+) -> list[RunResult]:
+  """Trains every configuration of ``runs`` on its stream, all at once.
+
+  Args:
+    runs: the configurations; they share the method's ``sweep_structure``,
+      the batch sizes and the number of tasks (ValueError otherwise, before
+      anything is built).
+    example_loss: ``example_loss(outputs, targets, train_masks)``, each
+      example's loss (default: cross-entropy over the outputs row
+      ``targets[i]`` of ``train_masks`` names). A step minimises their mean
+      (or the weighted sum a method's hooks ask for).
+    example_score: ``example_score(outputs, targets, logit_mask)``, each
+      test example's score; ``R`` holds their means (default: accuracy).
+    checkpoint_dir: if given, checkpoints go there (after every task and
+      within tasks, see below), and a run finding one there resumes from it.
+    fingerprint: what identifies the run in its checkpoints; a resume with
+      another is refused. Default: :func:`default_fingerprint`.
+    checkpoint_every_steps: also checkpoint every this many steps of a task.
+    checkpoint_every_seconds: also checkpoint within a task once this much
+      time has passed since the last checkpoint (None: never).
+    mesh: where to train: a mesh of :data:`placement.AXES` (or of one
+      ``'data'`` axis); default :func:`placement.mesh_for` on every local
+      device.
+    on_step: called as ``on_step(task, step, losses)`` for every step, with
+      ``step`` counted from 1 within the task and ``losses`` one per
+      configuration (NaN for one whose task has ended), after the dispatch
+      that ran it and before any checkpoint that follows.
+    progress: show a progress bar.
+    steps_per_call: train steps per dispatch, at most; the results do not
+      depend on it. Default: :func:`default_steps_per_call`.
+
+  Returns:
+    One :class:`RunResult` per configuration, in order. Its ``wall_time``
+    is the run's divided by the number of configurations.
+  """
+  runs = list(runs)
+  mesh = (placing.mesh_for(len(runs)) if mesh is None
+          else placing.as_engine_mesh(mesh))
+  check_runs(runs, mesh.shape['data'], checkpoint_every_steps,
+             checkpoint_every_seconds, steps_per_call)
+  checkpointer = None
+  if checkpoint_dir is not None:
+    checkpointer = RunCheckpointer(
+        checkpoint_dir, fingerprint or default_fingerprint(runs))
+  return _Engine(runs, mesh, example_loss, example_score, checkpointer,
+                 checkpoint_every_steps, checkpoint_every_seconds, on_step,
+                 progress, steps_per_call).run()
+
+
+def train_continual(
+    make_model: Callable[[], nnx.Module],
+    tasks: Sequence[Task],
+    method: Method,
+    config: TrainConfig | None = None,
+    *,
+    mesh: Mesh | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    run_fingerprint: dict | None = None,
+    **options,
+) -> RunResult:
+  """Trains ``method`` on ``tasks`` in order: :func:`train` of one
+  configuration, on one device unless ``mesh`` (with a ``'data'`` axis)
+  splits its batches. ``on_step(task, step, loss)`` gets the loss as a
+  float; ``run_fingerprint`` is :func:`train`'s ``fingerprint``; the other
+  options are :func:`train`'s."""
+  if mesh is None:
+    mesh = placing.mesh_for(1, jax.local_devices()[:1])
+  report = None
+  if on_step is not None:
+    report = lambda task, step, losses: on_step(task, step, float(losses[0]))
+  return train([Run(make_model, tasks, method, config or TrainConfig())],
+               mesh=mesh,
+               on_step=report, fingerprint=run_fingerprint, **options)[0]
+
+
+def train_sweep(runs: Sequence[Run], *,
+                devices: Sequence[jax.Device] | None = None,
+                run_fingerprint: dict | None = None,
+                **options) -> list[RunResult]:
+  """:func:`train` of ``runs`` on ``devices`` (default: every local
+  device), one configuration a device as far as they go
+  (:func:`placement.mesh_for`)."""
+  runs = list(runs)
+  mesh = placing.mesh_for(max(len(runs), 1), devices)
+  return train(runs, mesh=mesh, fingerprint=run_fingerprint, **options)

@@ -1,0 +1,173 @@
+"""What a method does besides its optimizer's update: hooks the engine calls.
+
+A method (:class:`~classp_optax.continual.methods.Method`) is an Optax
+transform and a tuple of hooks. The engine calls every hook at every event
+and knows no method: CLASSP's per-task schedule, EWC's and SI's
+consolidation, a replay buffer and the read-outs after each task are all
+hooks. The events, in the order of a run:
+
+* :meth:`Hook.train_stream` (host): the tasks as trained (joint training
+  trains task ``t`` on tasks ``0 .. t``).
+* :meth:`Hook.init`: the hook's own state (a replay buffer), kept with the
+  optimizer's and checkpointed with it.
+* :meth:`Hook.start_task`: before a task's first step.
+* :meth:`Hook.batch`: inside every train step, what the step trains on.
+* :meth:`Hook.plan` (host), then :meth:`Hook.end_task`: after a task's last
+  step; ``plan`` chooses on the host what ``end_task`` needs (which
+  examples), ``end_task`` does it on the device.
+* :meth:`Hook.readouts`, then :meth:`Hook.warnings` (host): numbers recorded
+  after each task, and warnings about them.
+
+A hook is a pytree (``flax.struct.PyTreeNode``): its numeric settings are
+leaves and what is compiled in (modes, sizes, bounds) is static. The
+configurations of a sweep stack their hooks, and the engine runs each event
+under ``jax.vmap``: every pure event sees one configuration.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from flax import nnx
+from flax import struct
+import jax
+import jax.numpy as jnp
+
+
+class TrainState(NamedTuple):
+  """Everything a configuration carries from step to step (and into its
+  checkpoints): the model's weights and other variables (dropout's RNG),
+  the optimizer's state and each hook's own state, in the hooks' order."""
+
+  params: Any
+  rest: Any
+  opt_state: Any
+  extras: tuple
+
+
+class HookState(NamedTuple):
+  """What a hook reads and changes: the weights, the optimizer's state and
+  its own state."""
+
+  params: Any
+  opt_state: Any
+  extra: Any
+
+
+class TaskData(NamedTuple):
+  """A task's training data on the device, as a hook sees it.
+
+  Attributes:
+    inputs, labels: the task's training examples (padded past its size).
+    train_masks: ``(labels, outputs)``; row ``y`` names the outputs the loss
+      of an example labelled ``y`` is taken over.
+    task: the task's index (traced).
+  """
+
+  inputs: jax.Array
+  labels: jax.Array
+  train_masks: jax.Array
+  task: jax.Array
+
+
+class Model(NamedTuple):
+  """The model in evaluation mode, for hooks that differentiate it at a
+  task's end (EWC's Fisher): ``graphdef`` and the variables other than the
+  weights are fixed, the weights are an argument."""
+
+  graphdef: nnx.GraphDef
+  rest: Any
+  example_loss: Callable
+
+  def outputs(self, params, inputs):
+    return nnx.merge(self.graphdef, params, self.rest, copy=True)(inputs)
+
+  def loss(self, params, inputs, labels, train_masks):
+    """Each example's loss, as the train step takes it."""
+    return self.example_loss(self.outputs(params, inputs), labels, train_masks)
+
+
+class Hook(struct.PyTreeNode):
+  """A hook that does nothing at every event; subclasses override some."""
+
+  def train_stream(self, tasks: list) -> list:
+    return tasks
+
+  def init(self, params, seed: int, tasks: list):
+    """This hook's state for weights ``params``, the run's seed and its
+    stream ``tasks`` (as trained)."""
+    del params, seed, tasks
+    return ()
+
+  def start_task(self, state: HookState, task, tx) -> HookState:
+    """Before task ``task`` trains; ``tx`` is the method's optimizer."""
+    del task, tx
+    return state
+
+  def batch(self, extra, data: TaskData, x, y, weights):
+    """What a step trains on, from its batch ``x, y``: ``(x, y, weights,
+    extra)``. ``weights`` None means the mean of the examples' losses; else
+    the loss is ``sum(weights * losses)``."""
+    del data
+    return x, y, weights, extra
+
+  def plan(self, tasks: list, t: int, seed: int):
+    """Host arrays for :meth:`end_task` of task ``t`` of the stream
+    ``tasks`` (:class:`~classp_optax.continual.streams.Task`, as trained);
+    the same shapes for every task."""
+    del tasks, t, seed
+    return ()
+
+  def end_task(self, state: HookState, data: TaskData, model: Model,
+               plan) -> HookState:
+    """After task ``data.task`` trained."""
+    del data, model, plan
+    return state
+
+  def readouts(self, state: HookState) -> dict:
+    """Numbers recorded after each task, by name."""
+    del state
+    return {}
+
+  def bounds(self) -> dict:
+    """``{readout: the value past which it warns}``, for the records."""
+    return {}
+
+  def warnings(self, values: dict, t: int, label: str,
+               trains_after: bool) -> list:
+    """``[(category, message)]`` for the read-outs ``values`` after task
+    ``t`` of method ``label``; ``trains_after``: a task follows."""
+    del values, t, label, trains_after
+    return []
+
+
+def each(hooks, state: TrainState, event: Callable) -> TrainState:
+  """``state`` after ``event(hook, HookState)`` of every hook in turn."""
+  extras = list(state.extras)
+  for k, hook in enumerate(hooks):
+    seen = event(hook, HookState(state.params, state.opt_state, extras[k]))
+    state = state._replace(params=seen.params, opt_state=seen.opt_state)
+    extras[k] = seen.extra
+  return state._replace(extras=tuple(extras))
+
+
+def readouts(hooks, state: TrainState) -> dict:
+  """Every hook's read-outs, by name."""
+  values = {}
+  for hook, extra in zip(hooks, state.extras, strict=True):
+    values.update(hook.readouts(HookState(state.params, state.opt_state,
+                                          extra)))
+  return values
+
+
+@jax.jit
+def stack(trees: list):
+  """``trees`` (one per configuration, one structure) stacked leaf by leaf
+  along a new leading axis, in one compiled call."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def all_finite(tree) -> jax.Array:
+  """Whether every float in ``tree`` is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
