@@ -38,6 +38,7 @@ BAD = {
     'optimizer': (['rmsprop', 3], "('sgd', 'adam', 'adagrad', 'classp')"),
     'relative_threshold': (['yes', 1], 'True or False'),
     'fisher_samples': (['abc', 0, 1.5, True], 'an integer >= 1'),
+    'budget': (['abc', -1, 1.5, True], 'an integer >= 0'),
 }
 
 CASES = [(name, parameter, value)

@@ -1,5 +1,5 @@
-"""The methods compared: CLASSP, EWC, SI, Optax's SGD, Adam and AdaGrad, and
-joint training (the upper bound).
+"""The methods compared: CLASSP, EWC, SI, Optax's SGD, Adam and AdaGrad,
+experience replay, and joint training (the upper bound).
 
 A :class:`Method` gives one Optax transform for the whole run, whose state
 the engine keeps across tasks, and the hooks (:mod:`hooks`) that act
@@ -46,6 +46,7 @@ from classp_optax._state_search import real_zeros_like
 from classp_optax._state_search import replace_node
 from classp_optax.continual import hooks as hooklib
 from classp_optax.continual import streams
+from classp_optax.continual.replay import Replay
 
 
 @dataclasses.dataclass(frozen=True)
@@ -550,6 +551,28 @@ def joint_method(
                 (JointStream(), *_inner_hooks(optimizer)), structure=structure)
 
 
+def replay_method(
+    budget: int = 100,
+    learning_rate: float = 1e-3,
+    optimizer: str = 'adam',
+    momentum: float = 0.0,
+    threshold: float = 0.0,
+    power: float = 1.0,
+    eps: float = 1e-5,
+) -> Method:
+  """Experience replay (:mod:`replay`) of at most ``budget`` stored
+  examples per class, on an optimizer as for :func:`ewc_method` (Adam by
+  default, as van de Ven & Tolias train)."""
+  tx_settings, inner_settings, _ = _inner(
+      'replay', optimizer, learning_rate, momentum, threshold, power, eps)
+  _checks.check_integer('replay.budget', budget, low=0)
+  tx, structure = _injected(_inner_tx, _static_power(optimizer), **tx_settings)
+  return Method('replay', dict(budget=budget, learning_rate=learning_rate,
+                               optimizer=optimizer, **inner_settings), tx,
+                (Replay(budget=budget), *_inner_hooks(optimizer)),
+                structure=structure)
+
+
 METHODS = {
     'classp': classp_method,
     'ewc': ewc_method,
@@ -558,6 +581,7 @@ METHODS = {
     'adam': adam_method,
     'adagrad': adagrad_method,
     'joint': joint_method,
+    'replay': replay_method,
 }
 
 
