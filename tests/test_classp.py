@@ -14,6 +14,7 @@ from classp_optax import ClasspState
 from classp_optax import classp
 from classp_optax import scale_by_classp
 from classp_optax import set_hyperparams
+from tests import enable_x64
 
 
 def run_steps(tx, params, grads_seq, state=None):
@@ -206,7 +207,7 @@ class DtypeTest(parameterized.TestCase):
     )
 
   def test_float64_under_x64(self):
-    with jax.enable_x64(True):
+    with enable_x64(True):
       tx = classp(0.1, power=3, eps=1e-5)
       params = jnp.ones(2, jnp.float64)
       updates, state = tx.update(jnp.array([0.3, 2.0]), tx.init(params))
@@ -393,7 +394,7 @@ def test_set_hyperparams_on_an_nnx_optimizer_keeps_the_compiled_step():
   """The natural line on an ``nnx.Optimizer``: its variables are kept, so
   the user's ``nnx.jit`` step is traced once for every hyperparameter
   change, and the new values act."""
-  from flax import nnx  # noqa: PLC0415 (the toolkit's dependency)
+  nnx = pytest.importorskip('flax.nnx')  # the toolkit's dependency
   model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
   tx = optax.inject_hyperparams(classp, static_args=('power',))(
       learning_rate=0.1, threshold=0.5, power=2.0,

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from classp_optax import classp
+from tests import enable_x64
 from tests.numpy_classp import classp_numpy
 
 CASES = list(itertools.product(
@@ -58,7 +59,7 @@ def test_matches_numpy_reference(power, threshold, apply_decay, dtype,
   kwargs = dict(learning_rate=0.05, threshold=threshold, power=power,
                 eps=1e-5, apply_decay=apply_decay)
   grads = _gradient_sequence(int(power * 10 + threshold * 100), 6, (3, 7), dtype)
-  with jax.enable_x64(np.finfo(dtype).bits == 64):
+  with enable_x64(np.finfo(dtype).bits == 64):
     got, got_sum = _run_classp(grads, dtype, injected_decay, **kwargs)
   want, want_sum = classp_numpy(list(grads), dtype=dtype.type, **kwargs)
   assert got_sum.dtype == np.finfo(dtype).dtype  # real, also for complex
@@ -100,7 +101,7 @@ def test_relative_threshold_matches_numpy_reference(power, apply_decay,
   kwargs = dict(learning_rate=0.05, threshold=threshold, power=power,
                 eps=1e-5, apply_decay=apply_decay)
   grads = _gradient_sequence(int(power * 10 + threshold * 7), 6, (3, 7), dtype)
-  with jax.enable_x64(np.finfo(dtype).bits == 64):
+  with enable_x64(np.finfo(dtype).bits == 64):
     got, got_sum = _run_classp(grads, dtype, relative_threshold=True, **kwargs)
   want, want_sum = classp_numpy(list(grads), dtype=dtype.type,
                                 relative_threshold=True, **kwargs)
