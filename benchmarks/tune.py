@@ -9,10 +9,12 @@ For each method, every configuration of its grid (6 each: the same budget)
 is trained on seed 0 with 10% of the training data held out, and scored by
 its final average accuracy on that held-out data; the test sets are never
 seen. The grid is one ``--sweep`` (every configuration in one vmapped
-program), and the test seeds one ``--seeds`` run. A configuration whose
-penalty goes past SGD's stability bound before a task it then trains on
-(learning rate x largest curvature >= 2, see ``Method.stiffness``) is not a
-candidate: it oscillates on its stiffest weights, whatever it scored. The
+program), and the test seeds one ``--seeds`` run. A configuration that
+diverged, left a task unlearnt (within 0.05 of its majority-class accuracy:
+one that learns too little to forget can score well on average accuracy),
+or whose penalty goes past SGD's stability bound before a task it then
+trains on (learning rate x largest curvature >= 2) is not a candidate,
+whatever it scored. The
 best configuration is then run on the test sets with seeds 0, 1 and 2. Each
 run lives in ``results/tune/<target>/``; finished runs are not repeated, so
 the search can be stopped and started. ``--methods ewc,si`` tunes those
@@ -42,6 +44,13 @@ TARGETS = {
     'split-fmnist': ('--benchmark', 'split-fmnist'),
     'mnist-fashion-mlp': ('--benchmark', 'mnist-fashion', '--model', 'mlp'),
 }
+# The embedded benchmarks in their other scenarios, tuned per scenario.
+EMBEDDED_SCENARIOS = {f'{benchmark}-{scenario}': (benchmark, scenario)
+                      for benchmark in ('split-digits', 'permuted-digits')
+                      for scenario in suites.SUITES[benchmark].scenarios[1:]}
+TARGETS.update({target: ('--benchmark', benchmark, '--scenario', scenario)
+                for target, (benchmark, scenario)
+                in EMBEDDED_SCENARIOS.items()})
 # van de Ven & Tolias's presets, one target per scenario: {target:
 # (benchmark, scenario)}.
 VDV_TARGETS = {f'{benchmark}-{scenario}': (benchmark, scenario)
@@ -49,14 +58,16 @@ VDV_TARGETS = {f'{benchmark}-{scenario}': (benchmark, scenario)
                for scenario in suites.SUITES[benchmark].scenarios}
 TARGETS.update({target: ('--benchmark', benchmark, '--scenario', scenario)
                 for target, (benchmark, scenario) in VDV_TARGETS.items()})
-# The targets that are a benchmark as it runs by default: their choices are
-# that benchmark's defaults (``--record`` writes them to tuned.json).
+# The targets that are a benchmark as it runs by default, or in one of its
+# scenarios: their choices are that benchmark's defaults (in that scenario;
+# ``--record`` writes them to tuned.json).
 DEFAULT_OF = {
-    'split-digits': 'split-digits',
-    'permuted-digits': 'permuted-digits',
-    'permuted-mnist-10': 'permuted-mnist',
-    'split-mnist': 'split-mnist',
-    'split-fmnist': 'split-fmnist',
+    'split-digits': ('split-digits', None),
+    'permuted-digits': ('permuted-digits', None),
+    'permuted-mnist-10': ('permuted-mnist', None),
+    'split-mnist': ('split-mnist', None),
+    'split-fmnist': ('split-fmnist', None),
+    **EMBEDDED_SCENARIOS,
 }
 
 
@@ -75,6 +86,8 @@ SPACES = {
     'adam': _grid(learning_rate=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]),
     'sgd': _grid(learning_rate=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0]),
     'adagrad': _grid(learning_rate=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3]),
+    'replay': _grid(learning_rate=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]),
+    'joint': _grid(learning_rate=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0]),
     # Labelled variants, tuned only when named in --methods, never recorded
     # as defaults. The relative threshold is a multiple of each tensor's mean
     # squared gradient: 0.5 keeps most weights, 2 the few with the largest.
@@ -83,18 +96,23 @@ SPACES = {
         decay_from_task=[0], later_threshold=[None], relative_threshold=[True]),
 }
 
-# van de Ven & Tolias's protocol: CLASSP alone and under their EWC and SI
+# van de Ven & Tolias's protocol: CLASSP alone, under their EWC and SI
 # penalties (at their strength for the scenario and 100 or 10 times less),
-# each with six configurations like every other method.
+# and under replay of 10 or 100 examples a class, each with six
+# configurations like every other method.
 def _vdv_spaces(benchmark: str, scenario: str) -> dict:
   published = suites.SUITES[benchmark].scenario_defaults[scenario]
   ewc_strength = published['ewc']['strength']
   si_strength = published['si']['strength']
   rates = [1e-3, 3e-3, 1e-2]
   classp_settings = dict(optimizer=['classp'], power=[2.0], threshold=[1e-5])
+  replay = {f'replay:classp{budget}': _grid(
+      learning_rate=rates, threshold=[1e-5, 1e-3], optimizer=['classp'],
+      power=[2.0], budget=[budget]) for budget in (10, 100)}
   return {
       'classp': _grid(learning_rate=rates, threshold=[1e-5, 1e-3], power=[2.0],
                       decay_from_task=[0], later_threshold=[None]),
+      **replay,
       'ewc:classp': _grid(learning_rate=rates,
                           strength=[ewc_strength / 100, ewc_strength],
                           **classp_settings),
@@ -135,10 +153,18 @@ def _sets(method: str, config: dict) -> list[str]:
 
 def _stable(result: dict) -> bool:
   """Whether a run's penalty stayed within SGD's stability bound after every
-  task but the last (no training follows that one): a configuration past it
-  is never chosen, however it scored."""
+  task but the last (no training follows that one): a configuration past it,
+  or one that diverged, is never chosen."""
   bound = result.get('stiffness_bound')
   return bound is None or all(s < bound for s in result['stiffness'][:-1])
+
+
+def _candidate(result: dict) -> bool:
+  """Whether a configuration may be chosen: it did not diverge, learnt
+  every task (a configuration that learns too little to forget can score
+  well on average accuracy) and stayed stable."""
+  return (result['diverged'] is None and not result['not_learnt']
+          and _stable(result))
 
 
 def _run_sweep(argv: list[str], out: pathlib.Path) -> list[dict]:
@@ -168,15 +194,21 @@ def _record(target: str, report: dict) -> None:
   if target not in DEFAULT_OF:
     raise SystemExit(f'{target} is no benchmark as it runs by default; '
                      f'--record takes one of {sorted(DEFAULT_OF)}.')
+  benchmark, scenario = DEFAULT_OF[target]
   records = suites.tuned_defaults()
-  records[DEFAULT_OF[target]] = dict(
-      command=f'python benchmarks/tune.py {target} --data-dir DATA',
-      report=f'docs/results/tune-{target}.json',
-      methods={method: r['best'] for method, r in report.items()
-               if method in DEFAULT_METHODS})
+  record = records.setdefault(benchmark, {})
+  if scenario is not None:
+    record = record.setdefault('scenarios', {}).setdefault(scenario, {})
+  # Methods tuned again replace their entries; the others keep theirs.
+  record.update(command=f'python benchmarks/tune.py {target} --data-dir DATA',
+                report=f'docs/results/tune-{target}.json',
+                methods={**record.get('methods', {}), **{
+                    method: r['best'] for method, r in report.items()
+                    if method in DEFAULT_METHODS}})
   suites.TUNED_FILE.write_text(json.dumps(records, indent=2) + '\n')
-  print(f'recorded the choices as {DEFAULT_OF[target]}\'s defaults in '
-        f'{suites.TUNED_FILE}')
+  print(f'recorded the choices as {benchmark}\'s defaults'
+        + (f' in the {scenario} scenario' if scenario else '')
+        + f' in {suites.TUNED_FILE}')
 
 
 def main(argv=None) -> int:
@@ -186,6 +218,11 @@ def main(argv=None) -> int:
   parser.add_argument('--methods', default=','.join(DEFAULT_METHODS))
   parser.add_argument('--data-dir')
   parser.add_argument('--out', default='results/tune')
+  parser.add_argument('--search-steps-per-task', type=int, metavar='N',
+                      help='a shortened protocol for the search only: N '
+                           'steps per task (the test runs keep the full one)')
+  parser.add_argument('--test-seeds', default=','.join(map(str, TEST_SEEDS)),
+                      help='seeds of the test runs (default %(default)s)')
   parser.add_argument('--record', action='store_true',
                       help="write the choices as the benchmark's defaults "
                            '(classp_optax/continual/tuned.json)')
@@ -206,36 +243,43 @@ def main(argv=None) -> int:
             if summary_file.exists() else {})
   for method in args.methods.split(','):
     grid = space(args.target, method)
-    search = _run_grid([*base, '--validation', str(VALIDATION), '--seed', '0'],
-                       method, grid, root / 'search' / method)
-    scores = [r['average_accuracy'] if _stable(r) else float('-inf')
+    shortened = ([] if args.search_steps_per_task is None else
+                 ['--steps-per-task', str(args.search_steps_per_task)])
+    search = _run_grid([*base, *shortened, '--validation', str(VALIDATION),
+                        '--seed', '0'], method, grid,
+                       root / ('search' if not shortened else
+                               f'search-{args.search_steps_per_task}-steps')
+                       / method)
+    scores = [r['average_accuracy'] if _candidate(r) else float('-inf')
               for r in search]
     best = int(np.argmax(scores))
     if scores[best] == float('-inf'):
-      raise SystemExit(f'{method}: every configuration is past the stability '
-                       'bound of SGD on its penalty; widen the grid.')
+      raise SystemExit(f'{method}: every configuration diverged, left a task '
+                       'unlearnt or is past the stability bound of SGD on its '
+                       'penalty; widen the grid.')
     tests = _run_sweep(
         [*base, '--methods', method, *_sets(method, grid[best]), '--seeds',
-         ','.join(map(str, TEST_SEEDS))],
-        root / 'test' / method / _slug(grid[best]))
+         args.test_seeds],
+        root / 'test' / method / f'seeds-{args.test_seeds}' / _slug(grid[best]))
     report[method] = dict(
         best=grid[best],
         validation_scores=[s if np.isfinite(s) else None for s in scores],
         **{key: [float(np.mean([t[key] for t in tests])),
                  float(np.std([t[key] for t in tests]))]
            for key in ('average_accuracy', 'forgetting', 'learning_accuracy')},
-        state_bytes=tests[0]['state_bytes'],
+        state_bytes=tests[0]['state_bytes'], seeds=args.test_seeds.split(','),
+        search_steps_per_task=args.search_steps_per_task,
     )
   command = ' '.join(sys.argv)
   summary_file.write_text(json.dumps(dict(
       target=args.target, command=command, budget_per_method=6,
-      validation_fraction=VALIDATION, test_seeds=list(TEST_SEEDS),
+      validation_fraction=VALIDATION,
       spaces={method: space(args.target, method) for method in report},
       report=report), indent=2))
   if args.record:
     _record(args.target, report)
   print(f'\n{args.target}: best of 6 configurations per method on a '
-        f'{VALIDATION:.0%} validation split; test over seeds {list(TEST_SEEDS)}\n')
+        f'{VALIDATION:.0%} validation split; test over seeds {args.test_seeds}\n')
   print('| method | chosen configuration | test average accuracy | forgetting '
         '| learning accuracy | state bytes |')
   print('|---|---|---|---|---|---|')

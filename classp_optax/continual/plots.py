@@ -1,6 +1,8 @@
 """The accuracy of every task after every training stage: a panel per
 configuration, seeds as a mean and a band, panels in a grid."""
 
+import warnings
+
 import matplotlib
 
 matplotlib.use('Agg')
@@ -45,12 +47,13 @@ def _draw(ax, runs: list) -> None:
   stages = np.arange(stack.shape[1])
   for j, name in enumerate(runs[0].task_names):
     values = stack[:, j:, j]
-    line, = ax.plot(stages[j:], np.nanmean(values, axis=0), marker='o',
-                    markersize=3, label=name)
+    with warnings.catch_warnings():  # stages after a divergence: all NaN
+      warnings.simplefilter('ignore', RuntimeWarning)
+      mean, low, high = (f(values, axis=0)
+                         for f in (np.nanmean, np.nanmin, np.nanmax))
+    line, = ax.plot(stages[j:], mean, marker='o', markersize=3, label=name)
     if len(stack) > 1:
-      ax.fill_between(stages[j:], np.nanmin(values, axis=0),
-                      np.nanmax(values, axis=0), alpha=0.2,
-                      color=line.get_color())
+      ax.fill_between(stages[j:], low, high, alpha=0.2, color=line.get_color())
   ax.set_xticks(stages[::-(-len(stages) // 10)])  # at most 10 labels
 
 

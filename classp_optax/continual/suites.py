@@ -148,6 +148,7 @@ def _van_de_ven(learning_rate: float, per_scenario: dict) -> dict:
           'ewc': dict(adam, mode='separate'),
           'ewc:online': dict(adam, mode='online'),
           'si': dict(adam, damping=0.1),
+          'replay': adam,
       },
       scenario_defaults={
           scenario: {
@@ -179,6 +180,11 @@ _VDV_PERMUTED_MNIST = _van_de_ven(1e-4, {
 })
 
 _TUNED = {name: record['methods'] for name, record in tuned_defaults().items()}
+# The embedded benchmarks' choices in their other scenarios.
+_TUNED_SCENARIOS = {
+    name: {scenario: entry['methods']
+           for scenario, entry in record.get('scenarios', {}).items()}
+    for name, record in tuned_defaults().items()}
 
 # The CLASSP paper's vision experiment: its settings, except EWC's strength.
 # The paper's 5000 with SGD at lr 0.25 is far past SGD's stability bound
@@ -200,12 +206,14 @@ SUITES = {
         "scikit-learn's digits in 5 tasks of 2 classes (embedded, no "
         'download)', _split_digits, 'mlp', hidden=(128, 128), epochs=5,
         batch_size=16, scenarios=streams.SCENARIOS,
-        method_defaults=_TUNED['split-digits']),
+        method_defaults=_TUNED['split-digits'],
+        scenario_defaults=_TUNED_SCENARIOS['split-digits']),
     'permuted-digits': Suite(
         "scikit-learn's digits under fixed pixel permutations (embedded)",
         _permuted_digits, 'mlp', hidden=(128, 128), epochs=5,
         batch_size=16, num_tasks=5, scenarios=PERMUTED_SCENARIOS,
-        method_defaults=_TUNED['permuted-digits']),
+        method_defaults=_TUNED['permuted-digits'],
+        scenario_defaults=_TUNED_SCENARIOS['permuted-digits']),
     'split-mnist': Suite(
         'MNIST in 5 tasks of 2 classes', _split_idx('mnist'), 'mlp',
         scenarios=streams.SCENARIOS, method_defaults=_TUNED['split-mnist']),
