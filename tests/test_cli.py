@@ -12,6 +12,7 @@ import pytest
 
 from classp_optax.continual import cli
 from classp_optax.continual import datasets
+from classp_optax.continual import methods
 from classp_optax.continual import suites
 from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.suites import SUITES
@@ -22,12 +23,12 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
                    str(tmp_path), '--no-progress',
                    '--set', 'ewc.mode=online', '--set', 'ewc.decay=0.9']) == 0
   out = capsys.readouterr().out
-  assert 'split-digits' in out and 'forgetting' in out and 'BWT' in out
+  assert 'permuted-digits' in out and 'forgetting' in out and 'BWT' in out
   rows = [line.split() for line in out.splitlines()
           if line.startswith(('classp ', 'ewc ', 'si '))]
   assert [r[0] for r in rows] == ['classp', 'ewc', 'si']
   saved = json.loads((tmp_path / 'results.json').read_text())
-  assert saved['benchmark'] == 'split-digits'
+  assert saved['benchmark'] == 'permuted-digits'
   by_method = {r['method']: r for r in saved['results']}
   assert by_method['ewc']['hyperparams']['mode'] == 'online'
   for r in saved['results']:
@@ -55,7 +56,8 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
     (['--benchmark', 'split-mnist', '--data-dir', '/nonexistent'], 'no train-images'),
     (['--batch-size', '0'], '--batch-size must be >= 1'),
     (['--seed', '-1'], '--seed must be >= 0'),
-    (['--tasks', '3'], '--tasks applies to permuted benchmarks only'),
+    (['--benchmark', 'split-digits', '--tasks', '3'],
+     '--tasks applies to permuted benchmarks only'),
     (['--benchmark', 'permuted-digits', '--tasks', '0'], '--tasks must be >= 1'),
     (['--validation', '1.5'], r'--validation must be in (0, 1)'),
     (['--methods', 'sgd,sgd'], 'lists sgd more than once'),
@@ -96,6 +98,10 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, tmp_path, capsys)
 
 
 def _run(argv, out, capsys, epochs='1'):
+  """The command on split digits (unless ``argv`` names a benchmark): its
+  tasks are the shortest."""
+  if '--benchmark' not in argv:
+    argv = ['--benchmark', 'split-digits', *argv]
   code = cli.main([*argv, '--out', str(out), '--no-progress', '--epochs', epochs])
   return code, capsys.readouterr()
 
@@ -176,6 +182,22 @@ def test_results_keep_every_method_the_folder_trained(tmp_path, capsys):
   assert not (tmp_path / 'checkpoints' / 'classp').exists()
 
 
+def test_list_settings_names_every_setting_its_default_and_range(capsys):
+  """Nobody should need the source to learn that CLASSP's apply_decay is
+  classp.decay_from_task."""
+  assert cli.main(['--list-settings', '--benchmark', 'split-mnist-vdv',
+                   '--scenario', 'class']) == 0
+  out = capsys.readouterr().out
+  assert 'defaults of split-mnist-vdv in the class scenario' in out
+  lines = {line.split()[0]: line for line in out.splitlines()
+           if line.startswith('  ')}
+  assert 'apply_decay' in lines['classp.decay_from_task=1']
+  assert "('sgd', 'adam', 'adagrad', 'classp')" in lines[
+      "ewc.optimizer='adam'"]
+  assert 'ewc.strength=100000000.0' in lines
+  assert {line.split('.')[0] for line in lines} == set(methods.METHODS)
+
+
 def _scenario_run(argv, scenario, out, capsys, epochs) -> dict:
   """``{method: accuracy matrix}`` of ``argv`` run in ``scenario``, checked
   to be named in the table and the JSON."""
@@ -217,7 +239,8 @@ def test_scenarios_of_permuted_benchmarks(tmp_path, capsys, scenario):
 
 def test_steps_per_task_from_the_command_line(tmp_path, capsys):
   assert cli.main(['--methods', 'sgd', '--steps-per-task', '4', '--out',
-                   str(tmp_path), '--no-progress']) == 0
+                   str(tmp_path), '--no-progress', '--benchmark',
+                   'split-digits']) == 0
   saved = json.loads((tmp_path / 'results.json').read_text())
   assert saved['config']['steps_per_task'] == 4
 

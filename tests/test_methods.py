@@ -52,6 +52,18 @@ def test_every_hyperparameter_of_every_method_has_bad_values_listed():
     assert set(inspect.signature(factory).parameters) <= set(BAD)
 
 
+def test_the_settings_list_states_the_ranges_the_errors_state():
+  """--list-settings reads methods.SETTINGS; each range there is the one
+  the setting's error names (checked for every value in BAD above)."""
+  for name in methods.METHODS:
+    for setting in methods.settings_of(name):
+      if setting != 'reset_state':
+        assert methods.SETTINGS[setting][0] == BAD[setting][1], setting
+  text = methods.describe('classp', {'learning_rate': 0.003})
+  assert "classp.learning_rate=0.003" in text
+  assert 'classp.decay_from_task=1' in text and 'apply_decay' in text
+
+
 @pytest.mark.parametrize('name,parameter,value', CASES)
 def test_every_hyperparameter_is_checked_naming_it_and_its_range(
     name, parameter, value):

@@ -1,6 +1,6 @@
 """classp-continual: compare optimizers on a continual-learning benchmark.
 
-    classp-continual                                   # split-digits, embedded
+    classp-continual                                   # permuted-digits, embedded
     classp-continual --benchmark permuted-mnist --data-dir ../shared/data \\
         --methods classp,adam --set classp.learning_rate=1e-3 --tasks 20
     classp-continual --scenario class --methods classp,classp:sparse \\
@@ -101,17 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
           f'  {name:{width}}  {suite.description}'
           for name, suite in SUITES.items()),
   )
-  parser.add_argument('--benchmark', default='split-digits', choices=SUITES)
+  parser.add_argument('--benchmark', default='permuted-digits', choices=SUITES)
   parser.add_argument('--scenario', choices=streams.SCENARIOS,
                       help='task-, domain- or class-incremental; default: '
                            'task for split benchmarks, domain (one shared '
                            'head) for permuted ones')
-  parser.add_argument('--methods', default='classp,ewc,si,sgd,adam',
+  parser.add_argument('--methods', default='classp,ewc,si,sgd,adam,replay',
                       help=f'comma-separated, from {sorted(methods.METHODS)}; '
                            'NAME:LABEL adds a labelled variant')
   parser.add_argument('--set', action='append', default=[], metavar='M.K=V',
                       help='a hyperparameter, e.g. ewc.strength=1000 or '
-                           'classp:sparse.threshold=1e-3 (repeatable)')
+                           'classp:sparse.threshold=1e-3 (repeatable); '
+                           '--list-settings lists them all')
   parser.add_argument('--epochs', help='per task: N, or N1,N2,... per task')
   parser.add_argument('--steps-per-task', type=int, metavar='N',
                       help='train every task for N steps instead of epochs')
@@ -154,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help='also checkpoint within a task after this many '
                            'minutes since the last checkpoint (default 5)')
   parser.add_argument('--no-progress', action='store_true')
+  parser.add_argument('--list-settings', action='store_true',
+                      help="print every method's settings, with the "
+                           "benchmark's defaults (in --scenario), the values "
+                           'each accepts and what it does, and exit')
   return parser
 
 
@@ -368,8 +373,21 @@ def train_all(plan: Plan) -> list[results_lib.RunResult]:
   return trained
 
 
+def list_settings(args) -> None:
+  suite = SUITES[args.benchmark]
+  scenario = args.scenario or suite.default_scenario
+  print(f'Settings of each method (--set METHOD.NAME=VALUE), with the '
+        f'defaults of {args.benchmark}'
+        + (f' in the {scenario} scenario' if scenario else '') + ':\n')
+  for name in methods.METHODS:
+    print(methods.describe(name, suite.defaults_for(name, scenario)) + '\n')
+
+
 def run(args) -> list[results_lib.RunResult]:
   """Plans, trains and reports: the whole command."""
+  if args.list_settings:
+    list_settings(args)
+    return []
   plan = plan_runs(args)
   trained = train_all(plan)
   report.write(plan.out, plan.settings, trained, devices=[

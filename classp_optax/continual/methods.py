@@ -600,6 +600,51 @@ def split_label(spec: str) -> tuple[str, str]:
   return kind, spec
 
 
+# Every setting of every method: the values it accepts (as its error states
+# them) and what it does.
+SETTINGS = {
+    'learning_rate': ('(0.0, inf)', 'step size'),
+    'threshold': ('[0.0, inf)', "CLASSP's gate: a weight moves only where "
+                  'g*g > threshold'),
+    'power': ('(0.0, inf)', "CLASSP's p: grad_sum += |g|**p, steps divided "
+              'by its p-th root'),
+    'eps': ('[0.0, inf)', "added to CLASSP's grad_sum inside the root"),
+    'decay_from_task': ('an integer >= 0', 'the first task with decayed '
+                        "steps (CLASSP's apply_decay); earlier tasks take "
+                        'plain steps'),
+    'later_threshold': ('[0.0, inf)', "the threshold from decay_from_task on "
+                        "(None: the first task's)"),
+    'later_learning_rate': ('(0.0, inf)', 'the learning rate from '
+                            "decay_from_task on (None: the first task's)"),
+    'relative_threshold': ('True or False', 'threshold as a multiple of '
+                           "each tensor's mean g*g"),
+    'strength': ('[0.0, inf)', "the penalty's weight (EWC's lambda, SI's c)"),
+    'mode': ("('separate', 'online')", "one penalty per task, or online "
+             "EWC's decayed one"),
+    'decay': ('[0.0, 1.0]', "online EWC's gamma"),
+    'optimizer': ("('sgd', 'adam', 'adagrad', 'classp')", 'the optimizer '
+                  'under the penalty, replay or joint training'),
+    'momentum': ('[0.0, 1.0)', "SGD's momentum"),
+    'damping': ('(0.0, inf)', "SI's xi"),
+    'fisher_samples': ('an integer >= 1', 'training examples in each '
+                       "task's Fisher"),
+    'budget': ('an integer >= 0', 'stored examples per class'),
+    'reset_state': ('True or False', 'a fresh optimizer state every task '
+                    "(a penalty's memory kept)"),
+}
+
+
+def describe(label: str, defaults: dict) -> str:
+  """Method ``label``'s settings, one a line: its value by default (the
+  factory's, or ``defaults``), the values it accepts, what it does."""
+  lines = [f'{label}:']
+  for name, default in settings_of(label).items():
+    accepted, meaning = SETTINGS[name]
+    setting = f'{label}.{name}={defaults.get(name, default)!r}'
+    lines.append(f'  {setting:<34} {accepted:<37} {meaning}')
+  return '\n'.join(lines)
+
+
 def settings_of(name: str) -> dict:
   """``{setting: default}`` of method ``name`` (``classp`` or a labelled
   ``classp:paper``), ``reset_state`` included."""
