@@ -7,9 +7,13 @@ installed, PyTorch's fused Adagrad and CLASSP written as the reference PyTorch
 code writes it (a Python loop over parameters of unfused tensor ops). A copy
 probe measures the memory bandwidth the machine gives a single pass.
 
-It prints medians over repeated runs, ratios against optax.adagrad, and the
+The methods are interleaved: every round runs each once, in a new random
+order, so that a slow moment of the shared machine falls on all of them. It
+prints each method's median time, its ratio to optax.adagrad taken round by
+round (the median, and the spread: the lowest and highest round), and the
 effective bandwidth: CLASSP moves 5 floats per parameter per step (reads the
-parameter, gradient and grad_sum; writes the parameter and grad_sum).
+parameter, gradient and grad_sum; writes the parameter and grad_sum). The
+JAX, jaxlib and optax versions head the output.
 
     python benchmarks/step_speed.py --sizes 1e6 1e7 5e7 --repeats 9
     python benchmarks/step_speed.py --sizes 1e6 --hlo   # fusions per step
@@ -23,6 +27,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import optax
 
 from classp_optax import classp
@@ -155,9 +160,11 @@ def main():
                       help='also print the fusions in each compiled step')
   args = parser.parse_args()
 
-  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}; '
+  print(f'jax {jax.__version__}, jaxlib {jaxlib.__version__}, optax '
+        f'{optax.__version__} on {jax.devices()[0].device_kind}; '
         f'{platform.processor() or platform.machine()}; '
-        f'torch {torch.__version__ if torch else "absent (rows skipped)"}')
+        f'torch {torch.__version__ if torch else "absent (rows skipped)"}; '
+        f'{time.strftime("%Y-%m-%d")}')
   for total in map(int, args.sizes):
     runners = {}
     for name, tx in optax_methods().items():
@@ -183,13 +190,17 @@ def main():
         samples[name] += time_it(runners[name], repeats=1, warmup=0)
 
     medians = {name: statistics.median(t) for name, t in samples.items()}
-    print(f'\n{total:,} parameters, median of {args.repeats} runs')
-    print(f'{"method":30} {"ms":>9} {"vs adagrad":>11} {"GB/s":>7}')
+    print(f'\n{total:,} parameters, {args.repeats} rounds')
+    print(f'{"method":30} {"median ms":>9} {"vs adagrad":>11} '
+          f'{"(lowest, highest round)":>24} {"GB/s":>7}')
     for name, seconds in medians.items():
       floats = {'copy': 2, 'jit ': 0}.get(name[:4], FLOATS_MOVED)
       gbps = floats * 4 * total / seconds / 1e9
-      ratio = seconds / medians[BASELINE]
-      print(f'{name:30} {seconds * 1e3:9.2f} {ratio:11.2f} {gbps:7.1f}')
+      ratios = [a / b for a, b in zip(samples[name], samples[BASELINE],
+                                      strict=True)]
+      spread = f'({min(ratios):.2f}, {max(ratios):.2f})'
+      print(f'{name:30} {seconds * 1e3:9.2f} {statistics.median(ratios):11.2f} '
+            f'{spread:>24} {gbps:7.1f}')
     # No step that reads and writes 5 floats per parameter can beat the copy
     # probe's bandwidth: a bound on any implementation, measured in this run.
     bound = medians['copy probe (x + 1)'] * FLOATS_MOVED / 2
@@ -200,10 +211,12 @@ def main():
         speedup = reference / medians[f'classp p={p}']
         print(f'classp p={p} is {speedup:.1f}x faster than reference-style '
               f'(the bandwidth bound allows {reference / bound:.1f}x)')
-    p2 = medians['classp p=2']
-    print(f'classp p=3 / p=2: {medians["classp p=3"] / p2:.2f}')
-    print('classp p=2 relative threshold / absolute: '
-          f'{medians["classp p=2 relative"] / p2:.2f}')
+    for name, baseline in [('classp p=3', 'classp p=2'),
+                           ('classp p=2 relative', 'classp p=2')]:
+      ratios = [a / b for a, b in zip(samples[name], samples[baseline],
+                                      strict=True)]
+      print(f'{name} / {baseline}: {statistics.median(ratios):.2f} '
+            f'({min(ratios):.2f}, {max(ratios):.2f})')
 
 
 if __name__ == '__main__':

@@ -77,6 +77,11 @@ def _inverse_root(total, power, static_power):
   return jnp.exp(jnp.log(total) * (-1.0 / power))
 
 
+def _mean_square(g):
+  """The mean of ``|g|**2`` over a tensor."""
+  return jnp.mean(jnp.real(g * jnp.conj(g)))
+
+
 def scale_by_classp(
     threshold: jax.typing.ArrayLike = 0.0,
     power: jax.typing.ArrayLike = 1.0,
@@ -104,10 +109,11 @@ def scale_by_classp(
   :math:`\epsilon` is ``eps`` and :math:`S` is ``grad_sum`` (zero at init).
   The mask is element by element and strict: a weight whose squared gradient
   does not exceed the threshold gets an update of exactly zero and keeps its
-  ``grad_sum``. A NaN or infinite gradient passes the mask, as it would in
-  ``optax.adagrad``: that weight's update is NaN and its ``grad_sum`` not
-  finite, so that ``optax.apply_if_finite`` or a divergence check sees it
-  (wrap the transform in ``optax.apply_if_finite`` to skip such steps).
+  ``grad_sum``. A NaN or infinite gradient passes the mask (unless the
+  threshold is infinite), as it would in ``optax.adagrad``: that weight's
+  update is NaN and its ``grad_sum`` not finite, so that
+  ``optax.apply_if_finite`` or a divergence check sees it (wrap the
+  transform in ``optax.apply_if_finite`` to skip such steps).
   The sum includes the current step. ``grad_sum`` accumulates also
   when ``apply_decay`` is False, so plain steps on a first task still leave the
   memory that decays the steps on later tasks.
@@ -182,14 +188,18 @@ def scale_by_classp(
         )
     )
 
-  def update_leaf(g, grad_sum):
+  def widened(g, grad_sum):
+    return g.astype(jnp.promote_types(g.dtype, grad_sum.dtype))
+
+  def update_leaf(g, grad_sum, gate):
     # Complex gradients stay complex; |g|**2 = g * conj(g) is real.
-    g_wide = g.astype(jnp.promote_types(g.dtype, grad_sum.dtype))
+    g_wide = widened(g, grad_sum)
     squared = jnp.real(g_wide * jnp.conj(g_wide))
-    gate = threshold * jnp.mean(squared) if relative_threshold else threshold
-    # A NaN or infinite gradient passes, as in optax.adagrad: its update and
-    # grad_sum become non-finite, where a divergence check sees them.
-    passes = (squared > gate) | ~jnp.isfinite(squared)
+    # squared > gate, except that a NaN gradient passes too (as in
+    # optax.adagrad: its update and grad_sum become non-finite, where a
+    # divergence check sees them), as an infinite one does. One comparison:
+    # an isfinite test doubles the step's time on XLA:CPU.
+    passes = ~(squared <= gate)
     increment = (
         squared if static_power == 2.0
         else _abs_pow(jnp.abs(g_wide), power, static_power)
@@ -211,8 +221,18 @@ def scale_by_classp(
     # Flattened rather than tree-mapped to pairs: no leaves (an empty tree,
     # None, optax.MaskedNode) is a valid tree too.
     grads, treedef = jax.tree.flatten(updates)
-    pairs = [update_leaf(g, s) for g, s in
-             zip(grads, treedef.flatten_up_to(state.grad_sum), strict=True)]
+    sums = treedef.flatten_up_to(state.grad_sum)
+    gates = [threshold] * len(grads)
+    if relative_threshold:
+      gates = [threshold * _mean_square(widened(g, s))
+               for g, s in zip(grads, sums, strict=True)]
+      # Every tensor's mean first, then the updates: left to itself XLA:CPU
+      # interleaves the reductions with the element-wise passes, and the step
+      # takes 2.6x the absolute threshold's time instead of 1.07x (measured
+      # at 50M parameters in 10 tensors).
+      gates, grads, sums = jax.lax.optimization_barrier((gates, grads, sums))
+    pairs = [update_leaf(g, s, gate)
+             for g, s, gate in zip(grads, sums, gates, strict=True)]
     return (treedef.unflatten([u for u, _ in pairs]),
             ClasspState(grad_sum=treedef.unflatten([s for _, s in pairs])))
 
