@@ -201,12 +201,13 @@ def part_b():
     counter = _Compiles()
     logger = logging.getLogger('jax')
     handlers, logger.handlers = logger.handlers, [counter]
+    logger.propagate = False
     try:
       with jax.log_compiles():
         engine.train_continual(make_model, tasks, methods.make_method(name),
                                config)
     finally:
-      logger.handlers = handlers
+      logger.handlers, logger.propagate = handlers, True
     print(f'{name:8} ' + ' '.join(f'{counter.names.count(f):14d}'
                                   for f in COMPILED), flush=True)
 

@@ -69,7 +69,7 @@ def plot_accuracy_curves(results, path, title: str = '') -> None:
   low = np.nanmin(np.concatenate(seen)) if seen else 0.0
   low = max(0.0, np.floor((low - 0.02) * 10) / 10) if np.isfinite(low) else 0.0
   fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns,
-                                                   3.0 * rows + 0.8),
+                                                   3.0 * rows + 0.5),
                            sharey=True, squeeze=False)
   for ax, (name, runs) in zip(axes.flat, panels.items(), strict=False):
     _draw(ax, runs)
@@ -78,8 +78,9 @@ def plot_accuracy_curves(results, path, title: str = '') -> None:
     ax.grid(alpha=0.3)
   for ax in axes.flat[len(panels):]:
     ax.set_visible(False)
-  for ax in axes[-1]:
-    ax.set_xlabel('after training task')
+  for column in range(columns):  # under each column's lowest panel
+    axes[(len(panels) - 1 - column) // columns, column].set_xlabel(
+        'after training task')
   for ax in axes[:, 0]:
     ax.set_ylabel('test accuracy')
   handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -88,7 +89,7 @@ def plot_accuracy_curves(results, path, title: str = '') -> None:
                fontsize=8, frameon=False)
   if title:
     fig.suptitle(title, fontsize=11)
-  bottom = 0.8 / (3.0 * rows + 0.8) if len(labels) <= 10 else 0
+  bottom = 0.4 / (3.0 * rows + 0.5) if len(labels) <= 10 else 0
   fig.tight_layout(rect=(0, bottom, 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
