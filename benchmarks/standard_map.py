@@ -3,18 +3,22 @@ beside the paper.
 
     python benchmarks/standard_map.py --data-dir ../shared/data
     python benchmarks/standard_map.py --benchmark permuted-mnist-vdv \
-        --data-dir ../shared/data
+        --data-dir ../shared/data --seeds 0 --no-run
 
 Runs fine-tuning ("None": Adam alone), EWC, online EWC, SI and joint training
 under van de Ven & Tolias (2019)'s protocol and their settings (the
-``split-mnist-vdv`` or ``permuted-mnist-vdv`` benchmark) with seeds 0, 1 and
-2 in each scenario, and prints one table per scenario: the final average
-test accuracy, mean ± std over the seeds, beside the paper's value. CLASSP
-alone, CLASSP under EWC and CLASSP under SI enter as tuned by
-``benchmarks/tune.py <benchmark>-<scenario>`` (the same budget of six
-configurations each, chosen on validation data), once those summaries exist.
-Finished runs are reused, so the script can be stopped and started; it
-writes ``docs/results/standard-map-<split|permuted>-mnist.json``.
+``split-mnist-vdv`` or ``permuted-mnist-vdv`` benchmark) with each seed of
+``--seeds`` in each scenario, and prints one table per scenario: per cell,
+our final average test accuracy (mean ± std over the seeds run, and how
+many), the paper's (mean ± SEM over their 20 seeds) and the difference.
+CLASSP alone, CLASSP under EWC and CLASSP under SI enter as tuned by
+``benchmarks/tune.py <benchmark>-<scenario>`` once those summaries exist.
+
+Each finished run's summary is kept in
+``docs/results/standard-map-<name>/<scenario>-seed<k>.json`` (so that the table
+can be made again from the repository), finished runs are reused, and the
+script can be stopped and started. ``--no-run`` trains nothing and tables
+what exists. It writes ``docs/results/standard-map-<name>.json``.
 """
 
 import argparse
@@ -27,20 +31,18 @@ import numpy as np
 from classp_optax.continual import suites
 
 from _runs import run_once
+import tune
 
-SEEDS = (0, 1, 2)
 BASELINES = ('adam', 'ewc', 'ewc:online', 'si', 'joint')
 TUNED = ('classp', 'ewc:classp', 'si:classp')
 NAMES = {'adam': 'None (Adam)', 'ewc': 'EWC', 'ewc:online': 'Online EWC',
          'si': 'SI', 'joint': 'Joint (upper bound)', 'classp': 'CLASSP',
          'ewc:classp': 'EWC on CLASSP', 'si:classp': 'SI on CLASSP'}
 
-# Average test accuracy (%) after all tasks, mean (± SEM over their seeds),
-# from van de Ven & Tolias (2019), "Three scenarios for continual learning",
-# arXiv 1904.07734; "Joint" is their "Offline - upper bound" row. The split
-# values are their split-MNIST table. Their permuted-MNIST table could not be
-# read from where this was written: its column stays empty until its values
-# are entered here from the paper.
+# Average test accuracy (%) after all tasks, mean (± SEM over their 20
+# seeds), from van de Ven & Tolias (2019), "Three scenarios for continual
+# learning", arXiv 1904.07734v1: Table 4 (split MNIST) and Table 5 (permuted
+# MNIST); "Joint" is their "Offline - upper bound" row.
 SPLIT_PUBLISHED = {
     'task': {'adam': (87.19, 0.94), 'ewc': (98.64, 0.22),
              'ewc:online': (99.12, 0.11), 'si': (99.09, 0.15),
@@ -52,29 +54,56 @@ SPLIT_PUBLISHED = {
               'ewc:online': (19.96, 0.07), 'si': (19.99, 0.06),
               'joint': (97.94, 0.03)},
 }
-PUBLISHED = {'split-mnist-vdv': SPLIT_PUBLISHED, 'permuted-mnist-vdv': {}}
+PERMUTED_PUBLISHED = {
+    'task': {'adam': (81.79, 0.48), 'ewc': (94.74, 0.05),
+             'ewc:online': (95.96, 0.06), 'si': (94.75, 0.14),
+             'joint': (97.68, 0.01)},
+    'domain': {'adam': (78.51, 0.24), 'ewc': (94.31, 0.11),
+               'ewc:online': (94.42, 0.13), 'si': (95.33, 0.11),
+               'joint': (97.59, 0.01)},
+    'class': {'adam': (17.26, 0.19), 'ewc': (25.04, 0.50),
+              'ewc:online': (33.88, 0.49), 'si': (29.31, 0.62),
+              'joint': (97.59, 0.02)},
+}
+PUBLISHED = {'split-mnist-vdv': SPLIT_PUBLISHED,
+             'permuted-mnist-vdv': PERMUTED_PUBLISHED}
+TABLES = {'split-mnist-vdv': 'Table 4', 'permuted-mnist-vdv': 'Table 5'}
 
 
-def _stats(values):
-  return float(np.mean(values)), float(np.std(values))
+def summary_path(name: str, scenario: str, seed: int) -> pathlib.Path:
+  return pathlib.Path(f'docs/results/standard-map-{name}/{scenario}-seed{seed}'
+                      '.json')
 
 
-def baselines(benchmark: str, scenario: str, data_dir: str | None,
-              root: pathlib.Path) -> dict:
-  """``{method: [average accuracy per seed]}`` of the published settings."""
-  runs = []
-  for seed in SEEDS:
-    argv = ['--benchmark', benchmark, '--scenario', scenario,
-            '--methods', ','.join(BASELINES), '--seed', str(seed)]
-    if data_dir:
-      argv += ['--data-dir', data_dir]
-    runs.append(run_once(argv, root / scenario / f'seed{seed}',
-                         progress=False)['results'])
-  table = {}
-  for results in runs:
-    for r in results:
-      table.setdefault(r['method'], []).append(r)
-  return table
+def _summary(results: dict) -> dict:
+  """What the table needs of a run's results.json, by method."""
+  keep = ('hyperparams', 'accuracy', 'average_accuracy', 'forgetting',
+          'backward_transfer', 'learning_accuracy', 'wall_time', 'diverged')
+  return dict(command=results.get('command'), results={
+      r['method']: {key: r.get(key) for key in keep}
+      for r in results['results']})
+
+
+def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
+  """One seed of one scenario: its committed summary, or the run's (run now
+  unless ``--no-run``), committed; None if neither exists."""
+  name = benchmark.removesuffix('-vdv')
+  path = summary_path(name, scenario, seed)
+  if path.exists():
+    return json.loads(path.read_text())
+  out = pathlib.Path(args.out) / name / scenario / f'seed{seed}'
+  if not (out / 'results.json').exists() and args.no_run:
+    return None
+  argv = ['--benchmark', benchmark, '--scenario', scenario,
+          '--methods', ','.join(BASELINES), '--seed', str(seed)]
+  if args.data_dir:
+    argv += ['--data-dir', args.data_dir]
+  results = run_once(argv, out, progress=False)
+  summary = _summary(dict(results, command='classp-continual ' + ' '.join(
+      argv)))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(summary, indent=2) + '\n')
+  return summary
 
 
 def tuned(benchmark: str, scenario: str, tune_root: pathlib.Path) -> dict:
@@ -86,8 +115,54 @@ def tuned(benchmark: str, scenario: str, tune_root: pathlib.Path) -> dict:
   return {method: report[method] for method in TUNED if method in report}
 
 
-def _published(value: tuple | None) -> str:
-  return '–' if value is None else f'{value[0]:.2f} ± {value[1]:.2f}'
+def _stats(values) -> tuple[float, float]:
+  return float(np.mean(values)), float(np.std(values))
+
+
+def _row(label: str, runs: list, published) -> tuple[str, dict]:
+  """A table row and its record, from the method's runs (one per seed)."""
+  acc = _stats([100 * r['average_accuracy'] for r in runs])
+  record = dict(average_accuracy=acc, seeds=len(runs),
+                forgetting=_stats([r['forgetting'] for r in runs]),
+                learning_accuracy=_stats([r['learning_accuracy']
+                                          for r in runs]),
+                published=published, hyperparams=runs[0]['hyperparams'])
+  pub = '–' if published is None else f'{published[0]:.2f} ± {published[1]:.2f}'
+  gap = '–' if published is None else f'{acc[0] - published[0]:+.2f}'
+  return (f'| {label} | {acc[0]:.2f} ± {acc[1]:.2f} ({len(runs)}) | {pub} | '
+          f'{gap} | {record["forgetting"][0]:.3f} | '
+          f'{record["learning_accuracy"][0]:.3f} |'), record
+
+
+def scenario_table(benchmark: str, scenario: str, args) -> dict:
+  """Prints one scenario's table; returns its record."""
+  summaries = [s for seed in args.seeds
+               if (s := run_summary(benchmark, scenario, seed, args))]
+  if not summaries:
+    print(f'\n{scenario}-incremental: no run yet')
+    return {}
+  print(f'\n{scenario}-incremental: average test accuracy (%) after all tasks; '
+        'ours: mean ± std (seeds); published: mean ± SEM (20 seeds)\n')
+  print('| method | ours | published | ours − published | ours: forgetting '
+        '| ours: learning accuracy |')
+  print('|---|---|---|---|---|---|')
+  rows = {}
+  for method in BASELINES:
+    runs = [s['results'][method] for s in summaries]
+    line, rows[method] = _row(NAMES[method], runs, PUBLISHED[benchmark].get(
+        scenario, {}).get(method))
+    print(line)
+  for method, r in tuned(benchmark, scenario,
+                         pathlib.Path(args.tune_out)).items():
+    acc = [100 * v for v in r['average_accuracy']]
+    seeds = len(r.get('seeds', tune.TEST_SEEDS))
+    rows[method] = dict(average_accuracy=acc, forgetting=r['forgetting'],
+                        learning_accuracy=r['learning_accuracy'], seeds=seeds,
+                        published=None, hyperparams=r['best'])
+    print(f'| {NAMES[method]} (tuned) | {acc[0]:.2f} ± {acc[1]:.2f} '
+          f'({seeds}) | – | – | {r["forgetting"][0]:.3f} | '
+          f'{r["learning_accuracy"][0]:.3f} |')
+  return rows
 
 
 def main(argv=None) -> int:
@@ -95,54 +170,25 @@ def main(argv=None) -> int:
   parser.add_argument('--benchmark', default='split-mnist-vdv',
                       choices=sorted(PUBLISHED))
   parser.add_argument('--data-dir')
+  parser.add_argument('--seeds', default='0,1,2',
+                      type=lambda text: [int(s) for s in text.split(',')])
+  parser.add_argument('--no-run', action='store_true',
+                      help='train nothing: table the runs that exist')
   parser.add_argument('--out', default='results/standard-map')
   parser.add_argument('--tune-out', default='results/tune')
   parser.add_argument('--record', help='default: docs/results/standard-map-'
                       '<split|permuted>-mnist.json')
   args = parser.parse_args(argv)
-  benchmark = args.benchmark
-  name = benchmark.removesuffix('-vdv')
-  record = {}
-  for scenario in suites.SUITES[benchmark].scenarios:
-    table = baselines(benchmark, scenario, args.data_dir,
-                      pathlib.Path(args.out) / name)
-    num_tasks = len(table[BASELINES[0]][0]['accuracy'])
-    print(f'\n{name}, {scenario}-incremental: average test accuracy (%) '
-          f'after {num_tasks} tasks, mean ± std over seeds {list(SEEDS)}\n')
-    print('| method | ours | published | ours − published | ours: forgetting '
-          '| ours: learning accuracy |')
-    print('|---|---|---|---|---|---|')
-    rows = {}
-    for method in BASELINES:
-      runs = table[method]
-      acc = _stats([100 * r['average_accuracy'] for r in runs])
-      pub = PUBLISHED[benchmark].get(scenario, {}).get(method)
-      rows[method] = dict(
-          average_accuracy=acc,
-          forgetting=_stats([r['forgetting'] for r in runs]),
-          learning_accuracy=_stats([r['learning_accuracy'] for r in runs]),
-          published=pub, hyperparams=runs[0]['hyperparams'])
-      gap = '–' if pub is None else f'{acc[0] - pub[0]:+.2f}'
-      print(f'| {NAMES[method]} | {acc[0]:.2f} ± {acc[1]:.2f} | '
-            f'{_published(pub)} | {gap} | '
-            f'{rows[method]["forgetting"][0]:.3f} | '
-            f'{rows[method]["learning_accuracy"][0]:.3f} |')
-    for method, r in tuned(benchmark, scenario,
-                           pathlib.Path(args.tune_out)).items():
-      acc = [100 * v for v in r['average_accuracy']]
-      rows[method] = dict(average_accuracy=acc, forgetting=r['forgetting'],
-                          learning_accuracy=r['learning_accuracy'],
-                          published=None, hyperparams=r['best'])
-      print(f'| {NAMES[method]} (tuned) | {acc[0]:.2f} ± {acc[1]:.2f} | – | – | '
-            f'{r["forgetting"][0]:.3f} | {r["learning_accuracy"][0]:.3f} |')
-    record[scenario] = rows
+  name = args.benchmark.removesuffix('-vdv')
+  record = {scenario: scenario_table(args.benchmark, scenario, args)
+            for scenario in suites.SUITES[args.benchmark].scenarios}
   path = pathlib.Path(args.record or f'docs/results/standard-map-{name}.json')
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(dict(
-      command=' '.join(['python', *sys.argv]), seeds=list(SEEDS),
-      source=('van de Ven & Tolias 2019, arXiv 1904.07734, '
-              f'{name.replace("-", " ")} table' if PUBLISHED[benchmark]
-              else None),
+      command=' '.join(['python', *sys.argv]), seeds=args.seeds,
+      source=('van de Ven & Tolias 2019, arXiv 1904.07734v1, '
+              f'{TABLES[args.benchmark]}; published values are means ± SEM '
+              'over 20 seeds'),
       scenarios=record), indent=2) + '\n')
   print(f'\nwrote {path}')
   return 0
