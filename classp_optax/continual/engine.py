@@ -28,7 +28,8 @@ run does.
 from collections.abc import Callable
 from collections.abc import Sequence
 import dataclasses
-import inspect
+import os
+import sys
 import time
 import warnings
 
@@ -189,18 +190,16 @@ class _Ledger:
     self.wall_time = record['wall_time']
 
 
+_PACKAGE_DIR = os.path.dirname(__file__)
+
+
 def _user_stacklevel() -> int:
-  """The stack level of the first frame outside this toolkit's engine, so
-  that a warning points at the user's call."""
-  level = 1
-  for frame in inspect.stack()[1:]:
-    level += 1
-    if not frame.filename.startswith(_PACKAGE_DIR):
-      return level - 1
+  """The ``stacklevel`` that makes a warning issued by the caller point at
+  the first frame outside this toolkit: the user's call."""
+  frame, level = sys._getframe(1), 1
+  while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    frame, level = frame.f_back, level + 1
   return level
-
-
-_PACKAGE_DIR = __file__.rsplit('/', 1)[0]
 
 
 class _Engine:
