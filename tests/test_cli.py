@@ -20,7 +20,7 @@ from classp_optax.continual.suites import SUITES
 
 def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
   assert cli.main(['--methods', 'classp,ewc,si', '--epochs', '1', '--out',
-                   str(tmp_path), '--no-progress',
+                   str(tmp_path), '--no-progress', '--tasks', '3',
                    '--set', 'ewc.mode=online', '--set', 'ewc.decay=0.9']) == 0
   out = capsys.readouterr().out
   assert 'permuted-digits' in out and 'forgetting' in out and 'BWT' in out
@@ -32,7 +32,7 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
   by_method = {r['method']: r for r in saved['results']}
   assert by_method['ewc']['hyperparams']['mode'] == 'online'
   for r in saved['results']:
-    assert len(r['accuracy']) == 5 and len(r['accuracy'][0]) == 5
+    assert len(r['accuracy']) == 3 and len(r['accuracy'][0]) == 3
     assert 0 <= r['average_accuracy'] <= 1
   # The printed table shows what the JSON holds.
   assert float(rows[0][1]) == pytest.approx(
@@ -324,7 +324,7 @@ def test_the_van_de_ven_preset_pairs_classes_by_seed():
       seen[0].train_logit_masks()[0], np.isin(np.arange(10), pairs[0][0]))
 
 
-@pytest.mark.parametrize('seeds', [[], ['--seeds', '0,1,2']])
+@pytest.mark.parametrize('seeds', [[], ['--seeds', '0,1']])
 def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path, seeds):
   """SIGINT (also while a checkpoint is being written: one after every step
   here, for one run as for a sweep of seeds) ends the run with exit code
