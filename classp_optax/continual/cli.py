@@ -101,65 +101,77 @@ def build_parser() -> argparse.ArgumentParser:
           f'  {name:{width}}  {suite.description}'
           for name, suite in SUITES.items()),
   )
-  parser.add_argument('--benchmark', default='permuted-digits', choices=SUITES)
-  parser.add_argument('--scenario', choices=streams.SCENARIOS,
-                      help='task-, domain- or class-incremental; default: '
-                           'task for split benchmarks, domain (one shared '
-                           'head) for permuted ones')
-  parser.add_argument('--methods', default='classp,ewc,si,sgd,adam,replay',
-                      help=f'comma-separated, from {sorted(methods.METHODS)}; '
-                           'NAME:LABEL adds a labelled variant')
-  parser.add_argument('--set', action='append', default=[], metavar='M.K=V',
-                      help='a hyperparameter, e.g. ewc.strength=1000 or '
-                           'classp:sparse.threshold=1e-3 (repeatable); '
-                           '--list-settings lists them all')
-  parser.add_argument('--epochs', help='per task: N, or N1,N2,... per task')
-  parser.add_argument('--steps-per-task', type=int, metavar='N',
-                      help='train every task for N steps instead of epochs')
-  parser.add_argument('--batch-size', type=int)
-  parser.add_argument('--tasks', type=int, help='tasks of a permuted stream')
-  parser.add_argument('--model', choices=('mlp', 'cnn'))
-  parser.add_argument('--init', choices=models.INITS,
-                      help="the MLP's initialisation: Flax's or PyTorch's "
-                           "(default: the benchmark's, mostly Flax's)")
-  parser.add_argument('--standardize', action='store_true',
-                      help="scale pixels by the training set's mean and std")
-  parser.add_argument('--validation', type=float, metavar='FRACTION',
-                      help='score on this fraction of the training data, '
-                           'held out, instead of the test set (for tuning)')
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--seeds', metavar='S1,S2,...',
-                      help='one run per seed (initialisation, data order and '
-                           'stream), all of a method trained as one program')
-  parser.add_argument('--sweep', action='append', default=[],
-                      metavar='M.K=V1,V2,...',
-                      help='one run per value (repeatable: every '
-                           'combination), trained with the seeds as one '
-                           'vmapped program, e.g. classp.learning_rate=0.01,0.1')
-  parser.add_argument('--data-dir', default=None,
-                      help=f'folder with mnist/ and fashion-mnist/; default '
-                           f'${datasets.DATA_DIR_ENV}')
-  parser.add_argument('--download', action='store_true',
-                      help='download missing MNIST-style data first '
-                           '(needs internet)')
-  parser.add_argument('--out', default=None,
-                      help='output folder; default results/<benchmark>')
-  parser.add_argument('--resume', action='store_true',
-                      help='continue from the checkpoints in the output folder')
-  parser.add_argument('--overwrite', action='store_true',
-                      help='delete the checkpoints of an earlier run in the '
-                           'output folder and start again')
-  parser.add_argument('--checkpoint-every', type=int, metavar='STEPS',
-                      help='also checkpoint every STEPS steps within a task')
-  parser.add_argument('--checkpoint-minutes', type=float, default=5.0,
-                      help='also checkpoint within a task after this many '
-                           'minutes since the last checkpoint (default 5)')
-  parser.add_argument('--no-progress', action='store_true')
-  parser.add_argument('--list-settings', action='store_true',
-                      help="print every method's settings, with the "
-                           "benchmark's defaults (in --scenario), the values "
-                           'each accepts and what it does, and exit')
+  _add_stream_arguments(parser.add_argument_group('the stream of tasks'))
+  _add_method_arguments(parser.add_argument_group('methods and runs'))
+  _add_output_arguments(parser.add_argument_group('output and checkpoints'))
   return parser
+
+
+def _add_stream_arguments(group):
+  group.add_argument('--benchmark', default='permuted-digits', choices=SUITES)
+  group.add_argument('--scenario', choices=streams.SCENARIOS,
+                     help='task-, domain- or class-incremental; default: '
+                          'task for split benchmarks, domain (one shared '
+                          'head) for permuted ones')
+  group.add_argument('--epochs', help='per task: N, or N1,N2,... per task')
+  group.add_argument('--steps-per-task', type=int, metavar='N',
+                     help='train every task for N steps instead of epochs')
+  group.add_argument('--batch-size', type=int)
+  group.add_argument('--tasks', type=int, help='tasks of a permuted stream')
+  group.add_argument('--model', choices=('mlp', 'cnn'))
+  group.add_argument('--init', choices=models.INITS,
+                     help="the MLP's initialisation: Flax's or PyTorch's "
+                          "(default: the benchmark's, mostly Flax's)")
+  group.add_argument('--standardize', action='store_true',
+                     help="scale pixels by the training set's mean and std")
+  group.add_argument('--validation', type=float, metavar='FRACTION',
+                     help='score on this fraction of the training data, '
+                          'held out, instead of the test set (for tuning)')
+  group.add_argument('--data-dir', default=None,
+                     help=f'folder with mnist/ and fashion-mnist/; default '
+                          f'${datasets.DATA_DIR_ENV}')
+  group.add_argument('--download', action='store_true',
+                     help='download missing MNIST-style data first '
+                          '(needs internet)')
+
+
+def _add_method_arguments(group):
+  group.add_argument('--methods', default='classp,ewc,si,sgd,adam,replay',
+                     help=f'comma-separated, from {sorted(methods.METHODS)}; '
+                          'NAME:LABEL adds a labelled variant')
+  group.add_argument('--set', action='append', default=[], metavar='M.K=V',
+                     help='a hyperparameter, e.g. ewc.strength=1000 or '
+                          'classp:sparse.threshold=1e-3 (repeatable); '
+                          '--list-settings lists them all')
+  group.add_argument('--list-settings', action='store_true',
+                     help="print every method's settings, with the "
+                          "benchmark's defaults (in --scenario), the values "
+                          'each accepts and what it does, and exit')
+  group.add_argument('--seed', type=int, default=0)
+  group.add_argument('--seeds', metavar='S1,S2,...',
+                     help='one run per seed (initialisation, data order and '
+                          'stream), all of a method trained as one program')
+  group.add_argument('--sweep', action='append', default=[],
+                     metavar='M.K=V1,V2,...',
+                     help='one run per value (repeatable: every '
+                          'combination), trained with the seeds as one '
+                          'vmapped program, e.g. classp.learning_rate=0.01,0.1')
+
+
+def _add_output_arguments(group):
+  group.add_argument('--out', default=None,
+                     help='output folder; default results/<benchmark>')
+  group.add_argument('--resume', action='store_true',
+                     help='continue from the checkpoints in the output folder')
+  group.add_argument('--overwrite', action='store_true',
+                     help='delete the checkpoints of an earlier run in the '
+                          'output folder and start again')
+  group.add_argument('--checkpoint-every', type=int, metavar='STEPS',
+                     help='also checkpoint every STEPS steps within a task')
+  group.add_argument('--checkpoint-minutes', type=float, default=5.0,
+                     help='also checkpoint within a task after this many '
+                          'minutes since the last checkpoint (default 5)')
+  group.add_argument('--no-progress', action='store_true')
 
 
 def _epochs(text):
