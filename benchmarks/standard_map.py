@@ -11,8 +11,11 @@ under van de Ven & Tolias (2019)'s protocol and their settings (the
 ``--seeds`` in each scenario, and prints one table per scenario: per cell,
 our final average test accuracy (mean ± std over the seeds run, and how
 many), the paper's (mean ± SEM over their 20 seeds) and the difference.
-CLASSP alone, CLASSP under EWC and CLASSP under SI enter as tuned by
-``benchmarks/tune.py <benchmark>-<scenario>`` once those summaries exist.
+CLASSP alone, CLASSP under EWC and CLASSP under SI, and experience replay
+on CLASSP, enter as tuned by ``benchmarks/tune.py <benchmark>-<scenario>``
+once its summary is in ``docs/results/tune-<benchmark>-<scenario>.json``;
+replay on Adam at the preset's settings (budgets of 10 and 100 examples a
+class) once its runs are in ``docs/results/replay-<benchmark>/``.
 
 Each finished run's summary is kept in
 ``docs/results/standard-map-<name>/<scenario>-seed<k>.json`` (so that the table
@@ -34,10 +37,16 @@ from _runs import run_once
 import tune
 
 BASELINES = ('adam', 'ewc', 'ewc:online', 'si', 'joint')
-TUNED = ('classp', 'ewc:classp', 'si:classp')
+TUNED = ('classp', 'ewc:classp', 'si:classp', 'replay:classp10',
+         'replay:classp100')
+REPLAYED = ('replay:b10', 'replay:b100')
 NAMES = {'adam': 'None (Adam)', 'ewc': 'EWC', 'ewc:online': 'Online EWC',
          'si': 'SI', 'joint': 'Joint (upper bound)', 'classp': 'CLASSP',
-         'ewc:classp': 'EWC on CLASSP', 'si:classp': 'SI on CLASSP'}
+         'ewc:classp': 'EWC on CLASSP', 'si:classp': 'SI on CLASSP',
+         'replay:b10': 'Replay 10/class on Adam',
+         'replay:b100': 'Replay 100/class on Adam',
+         'replay:classp10': 'Replay 10/class on CLASSP',
+         'replay:classp100': 'Replay 100/class on CLASSP'}
 
 # Average test accuracy (%) after all tasks, mean (± SEM over their 20
 # seeds), from van de Ven & Tolias (2019), "Three scenarios for continual
@@ -106,17 +115,34 @@ def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
   return summary
 
 
-def tuned(benchmark: str, scenario: str, tune_root: pathlib.Path) -> dict:
+def tuned(benchmark: str, scenario: str, folder: pathlib.Path) -> dict:
   """The tuned methods' test runs, from tune.py's summary, if it exists."""
-  summary = tune_root / f'{benchmark}-{scenario}' / 'summary.json'
+  summary = folder / f'tune-{benchmark}-{scenario}.json'
   if not summary.exists():
     return {}
   report = json.loads(summary.read_text())['report']
   return {method: report[method] for method in TUNED if method in report}
 
 
+def replayed(benchmark: str, scenario: str, folder: pathlib.Path) -> dict:
+  """Replay on Adam's runs (one per seed) by method, if they exist."""
+  path = folder / f'replay-{benchmark}' / f'adam-{scenario}.json'
+  if not path.exists():
+    return {}
+  runs = json.loads(path.read_text())['results']
+  return {method: [r for r in runs if r['method'] == method]
+          for method in REPLAYED}
+
+
 def _stats(values) -> tuple[float, float]:
   return float(np.mean(values)), float(np.std(values))
+
+
+def _ours(mean: float, std: float, seeds: int) -> str:
+  """A cell of ours: one seed has no spread to show."""
+  if seeds == 1:
+    return f'{mean:.2f} (1 seed)'
+  return f'{mean:.2f} ± {std:.2f} ({seeds})'
 
 
 def _row(label: str, runs: list, published) -> tuple[str, dict]:
@@ -129,39 +155,47 @@ def _row(label: str, runs: list, published) -> tuple[str, dict]:
                 published=published, hyperparams=runs[0]['hyperparams'])
   pub = '–' if published is None else f'{published[0]:.2f} ± {published[1]:.2f}'
   gap = '–' if published is None else f'{acc[0] - published[0]:+.2f}'
-  return (f'| {label} | {acc[0]:.2f} ± {acc[1]:.2f} ({len(runs)}) | {pub} | '
+  return (f'| {label} | {_ours(*acc, len(runs))} | {pub} | '
           f'{gap} | {record["forgetting"][0]:.3f} | '
           f'{record["learning_accuracy"][0]:.3f} |'), record
+
+
+def _tuned_row(label: str, r: dict) -> tuple[str, dict]:
+  """A row of a method tuned by tune.py, from its summary's entry."""
+  acc = [100 * v for v in r['average_accuracy']]
+  seeds = len(r.get('seeds', tune.TEST_SEEDS))
+  record = dict(average_accuracy=acc, forgetting=r['forgetting'],
+                learning_accuracy=r['learning_accuracy'], seeds=seeds,
+                published=None, hyperparams=r['best'])
+  return (f'| {label} (tuned) | {_ours(*acc, seeds)} | – | – | '
+          f'{r["forgetting"][0]:.3f} | {r["learning_accuracy"][0]:.3f} |'
+          ), record
 
 
 def scenario_table(benchmark: str, scenario: str, args) -> dict:
   """Prints one scenario's table; returns its record."""
   summaries = [s for seed in args.seeds
                if (s := run_summary(benchmark, scenario, seed, args))]
-  if not summaries:
-    print(f'\n{scenario}-incremental: no run yet')
-    return {}
   print(f'\n{scenario}-incremental: average test accuracy (%) after all tasks; '
         'ours: mean ± std (seeds); published: mean ± SEM (20 seeds)\n')
   print('| method | ours | published | ours − published | ours: forgetting '
         '| ours: learning accuracy |')
   print('|---|---|---|---|---|---|')
   rows = {}
-  for method in BASELINES:
+  for method in BASELINES if summaries else ():
     runs = [s['results'][method] for s in summaries]
     line, rows[method] = _row(NAMES[method], runs, PUBLISHED[benchmark].get(
         scenario, {}).get(method))
     print(line)
-  for method, r in tuned(benchmark, scenario,
-                         pathlib.Path(args.tune_out)).items():
-    acc = [100 * v for v in r['average_accuracy']]
-    seeds = len(r.get('seeds', tune.TEST_SEEDS))
-    rows[method] = dict(average_accuracy=acc, forgetting=r['forgetting'],
-                        learning_accuracy=r['learning_accuracy'], seeds=seeds,
-                        published=None, hyperparams=r['best'])
-    print(f'| {NAMES[method]} (tuned) | {acc[0]:.2f} ± {acc[1]:.2f} '
-          f'({seeds}) | – | – | {r["forgetting"][0]:.3f} | '
-          f'{r["learning_accuracy"][0]:.3f} |')
+  folder = pathlib.Path(args.summaries)
+  for method, runs in replayed(benchmark, scenario, folder).items():
+    line, rows[method] = _row(NAMES[method], runs, None)
+    print(line)
+  for method, r in tuned(benchmark, scenario, folder).items():
+    line, rows[method] = _tuned_row(NAMES[method], r)
+    print(line)
+  if not rows:
+    print('(no run yet)')
   return rows
 
 
@@ -175,7 +209,9 @@ def main(argv=None) -> int:
   parser.add_argument('--no-run', action='store_true',
                       help='train nothing: table the runs that exist')
   parser.add_argument('--out', default='results/standard-map')
-  parser.add_argument('--tune-out', default='results/tune')
+  parser.add_argument('--summaries', default='docs/results',
+                      help="where tune.py's and replay's committed "
+                           'summaries are (default %(default)s)')
   parser.add_argument('--record', help='default: docs/results/standard-map-'
                       '<split|permuted>-mnist.json')
   args = parser.parse_args(argv)
