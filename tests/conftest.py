@@ -14,3 +14,28 @@ hypothesis.settings.register_profile(
 )
 hypothesis.settings.register_profile('thorough', max_examples=1000, deadline=None)
 hypothesis.settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'default'))
+
+
+def _share_compiled_programs():
+  """One persistent compilation cache for this pytest run and its subprocesses.
+
+  Most of the suite's time is XLA compiling the same small programs again in
+  other tests, xdist workers and the command's subprocesses. The controller
+  makes a fresh folder (workers and subprocesses inherit the variable), so a
+  run never reads a cache it did not write, and removes it at exit. A cache
+  the user set is kept.
+  """
+  if 'JAX_COMPILATION_CACHE_DIR' in os.environ:
+    return
+  import atexit
+  import shutil
+  import tempfile
+
+  folder = tempfile.mkdtemp(prefix='classp-optax-tests-xla-')
+  atexit.register(shutil.rmtree, folder, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = folder
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+
+
+_share_compiled_programs()

@@ -333,7 +333,7 @@ def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path, seeds):
   out = tmp_path / 'run'
   argv = [sys.executable, '-m', 'classp_optax.continual', '--methods', 'sgd',
           '--no-progress', '--out', str(out), '--checkpoint-every', '1',
-          '--steps-per-task', '8', *seeds]
+          '--tasks', '2', '--steps-per-task', '6', *seeds]
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
   process = subprocess.Popen(
       argv, stderr=subprocess.PIPE, text=True, env=env,
@@ -350,7 +350,7 @@ def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path, seeds):
   assert process.returncode == 130, err
   assert 'Traceback' not in err
   assert '--resume' in err and '--checkpoint-every 1' in err
-  assert '--steps-per-task 8' in err
+  assert '--tasks 2 --steps-per-task 6' in err
   resumed = subprocess.run(argv + ['--resume'], env=env, capture_output=True,
                            text=True, timeout=300)
   assert resumed.returncode == 0, resumed.stderr

@@ -164,7 +164,7 @@ def test_the_train_step_compiles_once_for_a_sweep_of_five_tasks(caplog):
   tasks = streams.split(load_digits(), scenario='task')
   assert len({t.num_train for t in tasks}) > 1
   runs = [engine.Run(mlp(seed, hidden=(37,)), tasks,
-                     methods.classp_method(0.1, threshold=1e-4), CONFIG)
+                     methods.make_method('adam'), CONFIG)
           for seed in range(3)]
   with jax.log_compiles(), caplog.at_level('WARNING'):
     engine.train_sweep(runs, steps_per_call=5)
