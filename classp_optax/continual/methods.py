@@ -543,12 +543,8 @@ def joint_method(
   """Joint training, the usual upper bound: each task trains on the data of
   every task so far together, with an optimizer as for :func:`ewc_method`
   (van de Ven & Tolias's "offline" and "joint" rows use Adam)."""
-  tx_settings, inner_settings, _ = _inner(
-      'joint', optimizer, learning_rate, momentum, threshold, power, eps)
-  tx, structure = _injected(_inner_tx, _static_power(optimizer), **tx_settings)
-  return Method('joint', dict(learning_rate=learning_rate, optimizer=optimizer,
-                              **inner_settings), tx,
-                (JointStream(), *_inner_hooks(optimizer)), structure=structure)
+  return _on_inner('joint', {}, (JointStream(),), learning_rate, optimizer,
+                   momentum, threshold, power, eps)
 
 
 def replay_method(
@@ -563,14 +559,20 @@ def replay_method(
   """Experience replay (:mod:`replay`) of at most ``budget`` stored
   examples per class, on an optimizer as for :func:`ewc_method` (Adam by
   default, as van de Ven & Tolias train)."""
-  tx_settings, inner_settings, _ = _inner(
-      'replay', optimizer, learning_rate, momentum, threshold, power, eps)
   _checks.check_integer('replay.budget', budget, low=0)
+  return _on_inner('replay', dict(budget=budget), (Replay(budget=budget),),
+                   learning_rate, optimizer, momentum, threshold, power, eps)
+
+
+def _on_inner(name, settings, hooks, learning_rate, optimizer, momentum,
+              threshold, power, eps) -> Method:
+  """A method that is its hooks on an inner optimizer, with no penalty."""
+  tx_settings, inner_settings, _ = _inner(
+      name, optimizer, learning_rate, momentum, threshold, power, eps)
   tx, structure = _injected(_inner_tx, _static_power(optimizer), **tx_settings)
-  return Method('replay', dict(budget=budget, learning_rate=learning_rate,
-                               optimizer=optimizer, **inner_settings), tx,
-                (Replay(budget=budget), *_inner_hooks(optimizer)),
-                structure=structure)
+  return Method(name, dict(**settings, learning_rate=learning_rate,
+                           optimizer=optimizer, **inner_settings), tx,
+                (*hooks, *_inner_hooks(optimizer)), structure=structure)
 
 
 METHODS = {
