@@ -19,6 +19,12 @@ best configuration is then run on the test sets with seeds 0, 1 and 2. Each
 run lives in ``results/tune/<target>/``; finished runs are not repeated, so
 the search can be stopped and started. ``--methods ewc,si`` tunes those
 again and keeps the other methods' entries of an earlier summary.
+
+A long protocol can be searched on a shortened one: ``--search-steps-per-task
+N`` trains the grid with N steps a task (the test runs keep the full
+protocol), and ``--check-top K`` then trains the search's K best
+configurations on the full protocol, with the same seed and validation
+split, and records whether the choice holds there.
 """
 
 import argparse
@@ -211,7 +217,7 @@ def _record(target: str, report: dict) -> None:
         + f' in {suites.TUNED_FILE}')
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('target', nargs='?', choices=TARGETS)
   parser.add_argument('--list', action='store_true')
@@ -221,12 +227,109 @@ def main(argv=None) -> int:
   parser.add_argument('--search-steps-per-task', type=int, metavar='N',
                       help='a shortened protocol for the search only: N '
                            'steps per task (the test runs keep the full one)')
+  parser.add_argument('--check-top', type=int, default=0, metavar='K',
+                      help="after a shortened search, train its K best "
+                           'configurations on the full protocol with the same '
+                           'validation split, and say whether the choice holds')
   parser.add_argument('--test-seeds', default=','.join(map(str, TEST_SEEDS)),
                       help='seeds of the test runs (default %(default)s)')
   parser.add_argument('--record', action='store_true',
                       help="write the choices as the benchmark's defaults "
                            '(classp_optax/continual/tuned.json)')
+  return parser
+
+
+def _score(result: dict) -> float:
+  """A search run's validation score; -inf if it may not be chosen."""
+  return result['average_accuracy'] if _candidate(result) else float('-inf')
+
+
+def _full_protocol_check(base: list[str], method: str, configs: list[dict],
+                         search_scores: list[float],
+                         out: pathlib.Path) -> dict:
+  """The best configurations of a shortened search (best first) trained
+  again on the full protocol, on the same seed and validation split: the
+  choice holds if the first still scores highest."""
+  full = [_score(_run_sweep(
+      [*base, '--validation', str(VALIDATION), '--seed', '0', '--methods',
+       method, *_sets(method, config)], out / _slug(config))[0])
+          for config in configs]
+  return dict(configurations=configs, search_scores=search_scores,
+              full_scores=[s if np.isfinite(s) else None for s in full],
+              holds=bool(int(np.argmax(full)) == 0))
+
+
+def tune_method(target: str, method: str, base: list[str], args) -> dict:
+  """Searches ``method``'s grid on validation data, tests the best
+  configuration on the test seeds; returns its report entry."""
+  grid = space(target, method)
+  root = pathlib.Path(args.out) / target
+  steps = args.search_steps_per_task
+  shortened = [] if steps is None else ['--steps-per-task', str(steps)]
+  search = _run_grid(
+      [*base, *shortened, '--validation', str(VALIDATION), '--seed', '0'],
+      method, grid, root / ('search' if steps is None else
+                            f'search-{steps}-steps') / method)
+  scores = [_score(r) for r in search]
+  order = [int(i) for i in np.argsort(scores, kind='stable')[::-1]
+           if np.isfinite(scores[i])]
+  if not order:
+    raise SystemExit(f'{method}: every configuration diverged, left a task '
+                     'unlearnt or is past the stability bound of SGD on its '
+                     'penalty; widen the grid.')
+  best = order[0]
+  tests = _run_sweep(
+      [*base, '--methods', method, *_sets(method, grid[best]), '--seeds',
+       args.test_seeds],
+      root / 'test' / method / f'seeds-{args.test_seeds}' / _slug(grid[best]))
+  entry = dict(
+      best=grid[best],
+      validation_scores=[s if np.isfinite(s) else None for s in scores],
+      **{key: [float(np.mean([t[key] for t in tests])),
+               float(np.std([t[key] for t in tests]))]
+         for key in ('average_accuracy', 'forgetting', 'learning_accuracy')},
+      state_bytes=tests[0]['state_bytes'], seeds=args.test_seeds.split(','),
+      search_steps_per_task=steps)
+  if args.check_top:
+    top = order[:args.check_top]
+    entry['full_protocol_check'] = _full_protocol_check(
+        base, method, [grid[i] for i in top], [scores[i] for i in top],
+        root / 'check-full-protocol' / method)
+  return entry
+
+
+def _print_table(target: str, report: dict, test_seeds: str) -> None:
+  print(f'\n{target}: best of 6 configurations per method on a '
+        f'{VALIDATION:.0%} validation split; test over seeds {test_seeds}\n')
+  print('| method | chosen configuration | test average accuracy | forgetting '
+        '| learning accuracy | state bytes |')
+  print('|---|---|---|---|---|---|')
+  for method, r in report.items():
+    grid = space(target, method)
+    chosen = ', '.join(f'{k}={v}' for k, v in r['best'].items()
+                       if len({str(c[k]) for c in grid}) > 1)
+    print(f'| {method} | {chosen} | {r["average_accuracy"][0]:.3f} ± '
+          f'{r["average_accuracy"][1]:.3f} | {r["forgetting"][0]:.3f} ± '
+          f'{r["forgetting"][1]:.3f} | {r["learning_accuracy"][0]:.3f} | '
+          f'{r["state_bytes"]:,} |')
+  for method, r in report.items():
+    if check := r.get('full_protocol_check'):
+      print(f'\n{method}, checked on the full protocol (validation scores, '
+            f'{r["search_steps_per_task"]} steps a task -> the full protocol):'
+            f' the choice {"holds" if check["holds"] else "does NOT hold"}')
+      for config, short, full in zip(check['configurations'],
+                                     check['search_scores'],
+                                     check['full_scores'], strict=True):
+        print(f'  {config}: {short:.4f} -> '
+              f'{"not a candidate" if full is None else f"{full:.4f}"}')
+
+
+def main(argv=None) -> int:
+  parser = _parser()
   args = parser.parse_args(argv)
+  if args.check_top and args.search_steps_per_task is None:
+    parser.error('--check-top checks a shortened search: give '
+                 '--search-steps-per-task too.')
   if args.list or not args.target:
     for name, target in TARGETS.items():
       print(f'{name:20} classp-continual {" ".join(target)}')
@@ -236,61 +339,20 @@ def main(argv=None) -> int:
   base = [*TARGETS[args.target]]
   if args.data_dir:
     base += ['--data-dir', args.data_dir]
-  root = pathlib.Path(args.out) / args.target
-  summary_file = root / 'summary.json'
+  summary_file = pathlib.Path(args.out) / args.target / 'summary.json'
   # Tuning some methods again keeps the others' entries.
   report = (json.loads(summary_file.read_text())['report']
             if summary_file.exists() else {})
   for method in args.methods.split(','):
-    grid = space(args.target, method)
-    shortened = ([] if args.search_steps_per_task is None else
-                 ['--steps-per-task', str(args.search_steps_per_task)])
-    search = _run_grid([*base, *shortened, '--validation', str(VALIDATION),
-                        '--seed', '0'], method, grid,
-                       root / ('search' if not shortened else
-                               f'search-{args.search_steps_per_task}-steps')
-                       / method)
-    scores = [r['average_accuracy'] if _candidate(r) else float('-inf')
-              for r in search]
-    best = int(np.argmax(scores))
-    if scores[best] == float('-inf'):
-      raise SystemExit(f'{method}: every configuration diverged, left a task '
-                       'unlearnt or is past the stability bound of SGD on its '
-                       'penalty; widen the grid.')
-    tests = _run_sweep(
-        [*base, '--methods', method, *_sets(method, grid[best]), '--seeds',
-         args.test_seeds],
-        root / 'test' / method / f'seeds-{args.test_seeds}' / _slug(grid[best]))
-    report[method] = dict(
-        best=grid[best],
-        validation_scores=[s if np.isfinite(s) else None for s in scores],
-        **{key: [float(np.mean([t[key] for t in tests])),
-                 float(np.std([t[key] for t in tests]))]
-           for key in ('average_accuracy', 'forgetting', 'learning_accuracy')},
-        state_bytes=tests[0]['state_bytes'], seeds=args.test_seeds.split(','),
-        search_steps_per_task=args.search_steps_per_task,
-    )
-  command = ' '.join(sys.argv)
+    report[method] = tune_method(args.target, method, base, args)
   summary_file.write_text(json.dumps(dict(
-      target=args.target, command=command, budget_per_method=6,
+      target=args.target, command=' '.join(sys.argv), budget_per_method=6,
       validation_fraction=VALIDATION,
       spaces={method: space(args.target, method) for method in report},
       report=report), indent=2))
   if args.record:
     _record(args.target, report)
-  print(f'\n{args.target}: best of 6 configurations per method on a '
-        f'{VALIDATION:.0%} validation split; test over seeds {args.test_seeds}\n')
-  print('| method | chosen configuration | test average accuracy | forgetting '
-        '| learning accuracy | state bytes |')
-  print('|---|---|---|---|---|---|')
-  for method, r in report.items():
-    grid = space(args.target, method)
-    chosen = ', '.join(f'{k}={v}' for k, v in r['best'].items()
-                       if len({str(c[k]) for c in grid}) > 1)
-    print(f'| {method} | {chosen} | {r["average_accuracy"][0]:.3f} ± '
-          f'{r["average_accuracy"][1]:.3f} | {r["forgetting"][0]:.3f} ± '
-          f'{r["forgetting"][1]:.3f} | {r["learning_accuracy"][0]:.3f} | '
-          f'{r["state_bytes"]:,} |')
+  _print_table(args.target, report, args.test_seeds)
   return 0
 
 

@@ -1,5 +1,5 @@
-"""What a user installs: the sdist ships every test with its helpers, and
-the license."""
+"""What a user installs: the sdist ships every test with its helpers (and the
+benchmark scripts a test imports), and the license."""
 
 import pathlib
 import shutil
@@ -25,7 +25,9 @@ def test_the_sdist_ships_every_test_with_its_helpers_and_the_license(tmp_path):
     names = {name.split('/', 1)[1] for name in archive.getnames()
              if '/' in name}
     info = archive.extractfile(f'{sdist.name[:-7]}/PKG-INFO').read().decode()
-  tests = {str(p.relative_to(ROOT)) for p in (ROOT / 'tests').glob('*.py')}
+  # tests/test_tune.py imports benchmarks/tune.py and its helper.
+  tests = {str(p.relative_to(ROOT)) for folder in ('tests', 'benchmarks')
+           for p in (ROOT / folder).glob('*.py')}
   assert tests <= names, sorted(tests - names)
   assert {'LICENSE', 'tests/conftest.py', 'tests/__init__.py'} <= names
   assert 'License-Expression: Apache-2.0' in info

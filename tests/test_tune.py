@@ -1,0 +1,52 @@
+"""benchmarks/tune.py: a search on a shortened protocol is checked on the
+full one (on the embedded split digits, so that it runs in seconds)."""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from classp_optax.continual import cli
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
+import tune  # noqa: E402
+
+
+def _tune(tmp_path, *extra):
+  return tune.main(['split-digits', '--methods', 'adam', '--test-seeds', '0',
+                    '--out', str(tmp_path), *extra])
+
+
+def test_a_shortened_search_is_checked_on_the_full_protocol(tmp_path):
+  assert _tune(tmp_path, '--search-steps-per-task', '20', '--check-top',
+               '2') == 0
+  entry = json.loads((tmp_path / 'split-digits' / 'summary.json').read_text()
+                     )['report']['adam']
+  check = entry['full_protocol_check']
+  grid = tune.space('split-digits', 'adam')
+  scores = [-np.inf if s is None else s for s in entry['validation_scores']]
+  top = np.argsort(scores)[::-1][:2]
+  assert check['configurations'] == [grid[i] for i in top]
+  assert check['configurations'][0] == entry['best']
+  assert check['search_scores'] == [scores[i] for i in top]
+  # Each full-protocol score is the validation score of the configuration
+  # trained with the preset's own steps: a run made here agrees.
+  for config, full in zip(check['configurations'], check['full_scores'],
+                          strict=True):
+    out = tmp_path / f'reference-{config["learning_rate"]}'
+    assert cli.main(['--benchmark', 'split-digits', '--methods', 'adam',
+                     '--set', f'adam.learning_rate={config["learning_rate"]}',
+                     '--validation', '0.1', '--seed', '0', '--out', str(out),
+                     '--no-progress']) == 0
+    result, = json.loads((out / 'results.json').read_text())['results']
+    assert full == pytest.approx(result['average_accuracy'], abs=1e-6)
+  assert check['holds'] == (int(np.argmax(check['full_scores'])) == 0)
+
+
+def test_the_check_needs_a_shortened_search(tmp_path, capsys):
+  with pytest.raises(SystemExit):
+    _tune(tmp_path, '--check-top', '2')
+  err = capsys.readouterr().err
+  assert '--check-top' in err and '--search-steps-per-task' in err
