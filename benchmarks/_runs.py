@@ -17,3 +17,29 @@ def run_once(argv: list[str], out: pathlib.Path, progress: bool = True) -> dict:
     if cli.main(argv) != 0:
       raise SystemExit(1)
   return json.loads(done.read_text())
+
+
+def failure(run: dict) -> str | None:
+  """Why a run's scores are no result: it diverged, or it left a task
+  unlearnt (``not_learnt``, as ``results.json`` and the summaries say); None
+  if it trained."""
+  if run['diverged'] is not None:
+    return (f'diverged at task {run["diverged"]["task"]}, step '
+            f'{run["diverged"]["step"]}')
+  if run['not_learnt']:
+    return f'tasks {", ".join(map(str, run["not_learnt"]))} not learnt'
+  return None
+
+
+def failures(runs: dict) -> dict:
+  """{seed: why} for the seeds whose run is no result."""
+  return {str(seed): why for seed, run in runs.items()
+          if (why := failure(run)) is not None}
+
+
+def failed_cell(failed: dict) -> str:
+  """The first failed seed, as a table cell."""
+  seed, why = next(iter(failed.items()))
+  if why.startswith('diverged'):
+    return f'diverged (seed {seed}: {why.removeprefix("diverged at ")})'
+  return f'not learnt (seed {seed}: {why.removesuffix(" not learnt")})'

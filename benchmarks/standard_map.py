@@ -33,6 +33,8 @@ import numpy as np
 
 from classp_optax.continual import suites
 
+from _runs import failed_cell
+from _runs import failures
 from _runs import run_once
 import tune
 
@@ -87,10 +89,17 @@ def summary_path(name: str, scenario: str, seed: int) -> pathlib.Path:
 def _summary(results: dict) -> dict:
   """What the table needs of a run's results.json, by method."""
   keep = ('hyperparams', 'accuracy', 'average_accuracy', 'forgetting',
-          'backward_transfer', 'learning_accuracy', 'wall_time', 'diverged')
+          'backward_transfer', 'learning_accuracy', 'wall_time', 'diverged',
+          'not_learnt')
   return dict(command=results.get('command'), results={
       r['method']: {key: r.get(key) for key in keep}
       for r in results['results']})
+
+
+def load_summary(path: pathlib.Path) -> dict:
+  """A committed per-seed summary: {'command': ..., 'results': {method:
+  run}}."""
+  return json.loads(path.read_text())
 
 
 def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
@@ -99,7 +108,7 @@ def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
   name = benchmark.removesuffix('-vdv')
   path = summary_path(name, scenario, seed)
   if path.exists():
-    return json.loads(path.read_text())
+    return load_summary(path)
   out = pathlib.Path(args.out) / name / scenario / f'seed{seed}'
   if not (out / 'results.json').exists() and args.no_run:
     return None
@@ -125,13 +134,13 @@ def tuned(benchmark: str, scenario: str, folder: pathlib.Path) -> dict:
 
 
 def replayed(benchmark: str, scenario: str, folder: pathlib.Path) -> dict:
-  """Replay on Adam's runs (one per seed) by method, if they exist."""
+  """Replay on Adam's runs by method ({seed: run}), if they exist."""
   path = folder / f'replay-{benchmark}' / f'adam-{scenario}.json'
   if not path.exists():
     return {}
   runs = json.loads(path.read_text())['results']
-  return {method: [r for r in runs if r['method'] == method]
-          for method in REPLAYED}
+  return {method: {r['swept']['seed']: r for r in runs
+                   if r['method'] == method} for method in REPLAYED}
 
 
 def _stats(values) -> tuple[float, float]:
@@ -145,15 +154,23 @@ def _ours(mean: float, std: float, seeds: int) -> str:
   return f'{mean:.2f} ± {std:.2f} ({seeds})'
 
 
-def _row(label: str, runs: list, published) -> tuple[str, dict]:
-  """A table row and its record, from the method's runs (one per seed)."""
-  acc = _stats([100 * r['average_accuracy'] for r in runs])
-  record = dict(average_accuracy=acc, seeds=len(runs),
-                forgetting=_stats([r['forgetting'] for r in runs]),
-                learning_accuracy=_stats([r['learning_accuracy']
-                                          for r in runs]),
-                published=published, hyperparams=runs[0]['hyperparams'])
+def _row(label: str, runs: dict, published) -> tuple[str, dict]:
+  """A table row and its record, from the method's run on each seed
+  (``{seed: run}``). A seed that diverged or left a task unlearnt makes
+  the row say so, with no score."""
   pub = '–' if published is None else f'{published[0]:.2f} ± {published[1]:.2f}'
+  record = dict(seeds=len(runs), published=published,
+                hyperparams=next(iter(runs.values()))['hyperparams'])
+  if failed := failures(runs):
+    record.update(dict.fromkeys(
+        ('average_accuracy', 'forgetting', 'learning_accuracy')),
+                  failed=failed)
+    return f'| {label} | {failed_cell(failed)} | {pub} | – | – | – |', record
+  acc = _stats([100 * r['average_accuracy'] for r in runs.values()])
+  record.update(average_accuracy=acc,
+                forgetting=_stats([r['forgetting'] for r in runs.values()]),
+                learning_accuracy=_stats([r['learning_accuracy']
+                                          for r in runs.values()]))
   gap = '–' if published is None else f'{acc[0] - published[0]:+.2f}'
   return (f'| {label} | {_ours(*acc, len(runs))} | {pub} | '
           f'{gap} | {record["forgetting"][0]:.3f} | '
@@ -162,11 +179,14 @@ def _row(label: str, runs: list, published) -> tuple[str, dict]:
 
 def _tuned_row(label: str, r: dict) -> tuple[str, dict]:
   """A row of a method tuned by tune.py, from its summary's entry."""
-  acc = [100 * v for v in r['average_accuracy']]
   seeds = len(r.get('seeds', tune.TEST_SEEDS))
-  record = dict(average_accuracy=acc, forgetting=r['forgetting'],
-                learning_accuracy=r['learning_accuracy'], seeds=seeds,
-                published=None, hyperparams=r['best'])
+  record = dict(forgetting=r['forgetting'], seeds=seeds, published=None,
+                learning_accuracy=r['learning_accuracy'], hyperparams=r['best'])
+  if r.get('failed'):
+    record.update(average_accuracy=None, failed=r['failed'])
+    return (f'| {label} (tuned) | {failed_cell(r["failed"])} | – | – | – | – |'
+            ), record
+  record['average_accuracy'] = acc = [100 * v for v in r['average_accuracy']]
   return (f'| {label} (tuned) | {_ours(*acc, seeds)} | – | – | '
           f'{r["forgetting"][0]:.3f} | {r["learning_accuracy"][0]:.3f} |'
           ), record
@@ -174,8 +194,8 @@ def _tuned_row(label: str, r: dict) -> tuple[str, dict]:
 
 def scenario_table(benchmark: str, scenario: str, args) -> dict:
   """Prints one scenario's table; returns its record."""
-  summaries = [s for seed in args.seeds
-               if (s := run_summary(benchmark, scenario, seed, args))]
+  summaries = {seed: s for seed in args.seeds
+               if (s := run_summary(benchmark, scenario, seed, args))}
   print(f'\n{scenario}-incremental: average test accuracy (%) after all tasks; '
         'ours: mean ± std (seeds); published: mean ± SEM (20 seeds)\n')
   print('| method | ours | published | ours − published | ours: forgetting '
@@ -183,7 +203,7 @@ def scenario_table(benchmark: str, scenario: str, args) -> dict:
   print('|---|---|---|---|---|---|')
   rows = {}
   for method in BASELINES if summaries else ():
-    runs = [s['results'][method] for s in summaries]
+    runs = {seed: s['results'][method] for seed, s in summaries.items()}
     line, rows[method] = _row(NAMES[method], runs, PUBLISHED[benchmark].get(
         scenario, {}).get(method))
     print(line)

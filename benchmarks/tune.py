@@ -37,6 +37,8 @@ import numpy as np
 
 from classp_optax.continual import suites
 
+from _runs import failed_cell
+from _runs import failures
 from _runs import run_once
 
 TARGETS = {
@@ -259,6 +261,16 @@ def _full_protocol_check(base: list[str], method: str, configs: list[dict],
               holds=bool(int(np.argmax(full)) == 0))
 
 
+def _test_metrics(tests: list[dict]) -> dict:
+  """Mean and std over the test seeds; none if a seed's run diverged or
+  left a task unlearnt (``failed`` says which and why)."""
+  keys = ('average_accuracy', 'forgetting', 'learning_accuracy')
+  if failed := failures({t['swept']['seed']: t for t in tests}):
+    return dict(dict.fromkeys(keys), failed=failed)
+  return {key: [float(np.mean([t[key] for t in tests])),
+                float(np.std([t[key] for t in tests]))] for key in keys}
+
+
 def tune_method(target: str, method: str, base: list[str], args) -> dict:
   """Searches ``method``'s grid on validation data, tests the best
   configuration on the test seeds; returns its report entry."""
@@ -285,11 +297,8 @@ def tune_method(target: str, method: str, base: list[str], args) -> dict:
   entry = dict(
       best=grid[best],
       validation_scores=[s if np.isfinite(s) else None for s in scores],
-      **{key: [float(np.mean([t[key] for t in tests])),
-               float(np.std([t[key] for t in tests]))]
-         for key in ('average_accuracy', 'forgetting', 'learning_accuracy')},
-      state_bytes=tests[0]['state_bytes'], seeds=args.test_seeds.split(','),
-      search_steps_per_task=steps)
+      **_test_metrics(tests), state_bytes=tests[0]['state_bytes'],
+      seeds=args.test_seeds.split(','), search_steps_per_task=steps)
   if args.check_top:
     top = order[:args.check_top]
     entry['full_protocol_check'] = _full_protocol_check(
@@ -308,6 +317,10 @@ def _print_table(target: str, report: dict, test_seeds: str) -> None:
     grid = space(target, method)
     chosen = ', '.join(f'{k}={v}' for k, v in r['best'].items()
                        if len({str(c[k]) for c in grid}) > 1)
+    if r.get('failed'):
+      print(f'| {method} | {chosen} | {failed_cell(r["failed"])} | – | – | '
+            f'{r["state_bytes"]:,} |')
+      continue
     print(f'| {method} | {chosen} | {r["average_accuracy"][0]:.3f} ± '
           f'{r["average_accuracy"][1]:.3f} | {r["forgetting"][0]:.3f} ± '
           f'{r["forgetting"][1]:.3f} | {r["learning_accuracy"][0]:.3f} | '
@@ -345,6 +358,7 @@ def main(argv=None) -> int:
             if summary_file.exists() else {})
   for method in args.methods.split(','):
     report[method] = tune_method(args.target, method, base, args)
+  summary_file.parent.mkdir(parents=True, exist_ok=True)
   summary_file.write_text(json.dumps(dict(
       target=args.target, command=' '.join(sys.argv), budget_per_method=6,
       validation_fraction=VALIDATION,

@@ -50,3 +50,30 @@ def test_the_check_needs_a_shortened_search(tmp_path, capsys):
     _tune(tmp_path, '--check-top', '2')
   err = capsys.readouterr().err
   assert '--check-top' in err and '--search-steps-per-task' in err
+
+
+def _fake_run(swept, accuracy, diverged=None):
+  return dict(swept=swept, average_accuracy=accuracy, forgetting=0.01,
+              learning_accuracy=0.99, state_bytes=8, diverged=diverged,
+              not_learnt=[], stiffness=[], stiffness_bound=None)
+
+
+def test_a_chosen_configuration_that_diverges_on_a_test_seed_is_no_result(
+    tmp_path, monkeypatch, capsys):
+  rates = [c['learning_rate'] for c in tune.space('split-digits', 'adam')]
+
+  def run_sweep(argv, out):
+    if '--validation' in argv:  # the search: the highest rate scores best
+      return [_fake_run({'learning_rate': r}, 0.5 + r) for r in rates]
+    return [_fake_run({'seed': 0}, 0.9),
+            _fake_run({'seed': 1}, None, dict(task=2, step=40, what='loss'))]
+
+  monkeypatch.setattr(tune, '_run_sweep', run_sweep)
+  assert _tune(tmp_path) == 0
+  entry = json.loads((tmp_path / 'split-digits' / 'summary.json').read_text()
+                     )['report']['adam']
+  assert entry['best'] == {'learning_rate': max(rates)}
+  assert entry['failed'] == {'1': 'diverged at task 2, step 40'}
+  assert entry['average_accuracy'] is None
+  assert '| adam | learning_rate=0.003 | diverged (seed 1' in (
+      capsys.readouterr().out)

@@ -1,0 +1,66 @@
+"""benchmarks/standard_map.py: a run that diverged or left a task unlearnt
+never reads as a result in the table."""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
+import standard_map  # noqa: E402
+
+PUBLISHED = (94.74, 0.05)
+
+
+def _run(accuracy, diverged=None, not_learnt=()):
+  """A method's entry in a per-seed summary, as ``_summary`` writes it."""
+  return dict(hyperparams={'learning_rate': 1e-4}, average_accuracy=accuracy,
+              forgetting=None if accuracy is None else 0.02,
+              learning_accuracy=None if accuracy is None else 0.97,
+              diverged=diverged, not_learnt=list(not_learnt))
+
+
+def test_seeds_that_trained_make_a_row_of_mean_std_and_gap():
+  line, record = standard_map._row('EWC', {0: _run(0.95), 1: _run(0.97)},
+                                   PUBLISHED)
+  assert line.startswith('| EWC | 96.00 ± 1.00 (2) | 94.74 ± 0.05 | +1.26 |')
+  assert record['average_accuracy'] == pytest.approx([96.0, 1.0])
+  assert record['seeds'] == 2
+
+
+def test_a_diverged_seed_makes_the_row_say_so_and_gives_no_score():
+  diverged = dict(task=3, step=17_000, what='the loss')
+  line, record = standard_map._row(
+      'EWC', {0: _run(0.95), 1: _run(None, diverged=diverged)}, PUBLISHED)
+  assert '| EWC | diverged (seed 1: task 3, step 17000) | 94.74 ± 0.05 | – |' \
+      in line
+  assert '95.00' not in line
+  assert record['average_accuracy'] is None
+  assert record['failed'] == {'1': 'diverged at task 3, step 17000'}
+
+
+def test_a_seed_that_left_a_task_unlearnt_gives_no_score():
+  line, record = standard_map._row(
+      'SI', {0: _run(0.95), 2: _run(0.60, not_learnt=[4, 7])}, PUBLISHED)
+  assert '| SI | not learnt (seed 2: tasks 4, 7) |' in line
+  assert '77.50' not in line and '–' in line
+  assert record['average_accuracy'] is None
+  assert record['failed'] == {'2': 'tasks 4, 7 not learnt'}
+
+
+def test_the_committed_summaries_say_whether_each_run_learnt_every_task():
+  folder = pathlib.Path(__file__).parents[1] / 'docs' / 'results'
+  paths = sorted(folder.glob('standard-map-*/*-seed*.json'))
+  for path in paths:
+    for method, run in standard_map.load_summary(path)['results'].items():
+      assert isinstance(run['not_learnt'], list), (path, method)
+
+
+def test_a_tuned_method_whose_test_run_failed_gives_no_score():
+  entry = dict(best={'learning_rate': 0.01}, seeds=['0', '1'],
+               average_accuracy=None, forgetting=None, learning_accuracy=None,
+               failed={'1': 'tasks 3 not learnt'})
+  line, record = standard_map._tuned_row('CLASSP', entry)
+  assert line == ('| CLASSP (tuned) | not learnt (seed 1: tasks 3) | – | – | '
+                  '– | – |')
+  assert record['average_accuracy'] is None and record['seeds'] == 2
