@@ -219,6 +219,34 @@ def scenario_table(benchmark: str, scenario: str, args) -> dict:
   return rows
 
 
+def _cell(row: dict | None) -> str:
+  """One scenario's cell of the map: ours (seeds) vs published: gap."""
+  if row is None:
+    return '–'
+  if row['average_accuracy'] is None:
+    return failed_cell(row['failed'])
+  ours = _ours(*row['average_accuracy'], row['seeds'])
+  if row['published'] is None:
+    return ours
+  published = row['published'][0]
+  return (f'{ours} vs {published:.2f}: '
+          f'{row["average_accuracy"][0] - published:+.2f}')
+
+
+def map_table(record: dict) -> list[str]:
+  """Every scenario's record as one markdown table: a row per method, a
+  column per scenario."""
+  scenarios = list(record)
+  methods = list(dict.fromkeys(m for rows in record.values() for m in rows))
+  lines = ['| method | ' + ' | '.join(f'{s}-IL' for s in scenarios) + ' |',
+           '|---|' + '---|' * len(scenarios)]
+  for method in methods:
+    label = NAMES[method] + (' (tuned)' if method in TUNED else '')
+    lines.append(f'| {label} | ' + ' | '.join(
+        _cell(record[s].get(method)) for s in scenarios) + ' |')
+  return lines
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--benchmark', default='split-mnist-vdv',
@@ -246,6 +274,8 @@ def main(argv=None) -> int:
               f'{TABLES[args.benchmark]}; published values are means ± SEM '
               'over 20 seeds'),
       scenarios=record), indent=2) + '\n')
+  print('\nEvery scenario: ours (seeds) vs published: ours − published\n')
+  print('\n'.join(map_table(record)))
   print(f'\nwrote {path}')
   return 0
 

@@ -64,3 +64,23 @@ def test_a_tuned_method_whose_test_run_failed_gives_no_score():
   assert line == ('| CLASSP (tuned) | not learnt (seed 1: tasks 3) | – | – | '
                   '– | – |')
   assert record['average_accuracy'] is None and record['seeds'] == 2
+
+
+def test_the_map_is_one_table_of_every_scenario_with_seeds_and_gaps():
+  record = {
+      'task': {'ewc': dict(average_accuracy=[95.14, 0.0], seeds=1,
+                           published=[94.74, 0.05])},
+      'domain': {'ewc': dict(average_accuracy=[95.0, 0.5], seeds=3,
+                             published=[94.31, 0.11]),
+                 'classp': dict(average_accuracy=[90.0, 1.0], seeds=1,
+                                published=None)},
+      'class': {'ewc': dict(average_accuracy=None, seeds=1,
+                            published=[25.04, 0.50],
+                            failed={'0': 'diverged at task 3, step 7'})},
+  }
+  lines = standard_map.map_table(record)
+  assert lines[0] == '| method | task-IL | domain-IL | class-IL |'
+  assert lines[2] == ('| EWC | 95.14 (1 seed) vs 94.74: +0.40 | 95.00 ± 0.50 (3) '
+                      'vs 94.31: +0.69 | diverged (seed 0: task 3, step 7) |')
+  assert lines[3] == '| CLASSP (tuned) | – | 90.00 (1 seed) | – |'
+  assert len(lines) == 4
