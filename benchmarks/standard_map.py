@@ -247,6 +247,16 @@ def map_table(record: dict) -> list[str]:
   return lines
 
 
+def _rows_lost(path: pathlib.Path, record: dict) -> list[str]:
+  """The ``scenario/method`` rows of the record at ``path`` that ``record``
+  lacks: writing it there would lose them."""
+  if not path.exists():
+    return []
+  old = json.loads(path.read_text())['scenarios']
+  return [f'{scenario}/{method}' for scenario, rows in old.items()
+          for method in rows if method not in record.get(scenario, {})]
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--benchmark', default='split-mnist-vdv',
@@ -266,7 +276,14 @@ def main(argv=None) -> int:
   name = args.benchmark.removesuffix('-vdv')
   record = {scenario: scenario_table(args.benchmark, scenario, args)
             for scenario in suites.SUITES[args.benchmark].scenarios}
+  print('\nEvery scenario: ours (seeds) vs published: ours − published\n')
+  print('\n'.join(map_table(record)))
   path = pathlib.Path(args.record or f'docs/results/standard-map-{name}.json')
+  if lost := ([] if args.record else _rows_lost(path, record)):
+    print(f'\nkept {path}: it has rows this table lacks ({", ".join(lost)}; '
+          'their per-seed summaries are not here); --record PATH writes '
+          'this table elsewhere')
+    return 0
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(dict(
       command=' '.join(['python', *sys.argv]), seeds=args.seeds,
@@ -274,8 +291,6 @@ def main(argv=None) -> int:
               f'{TABLES[args.benchmark]}; published values are means ± SEM '
               'over 20 seeds'),
       scenarios=record), indent=2) + '\n')
-  print('\nEvery scenario: ours (seeds) vs published: ours − published\n')
-  print('\n'.join(map_table(record)))
   print(f'\nwrote {path}')
   return 0
 

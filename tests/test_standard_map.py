@@ -1,6 +1,7 @@
 """benchmarks/standard_map.py: a run that diverged or left a task unlearnt
 never reads as a result in the table."""
 
+import json
 import pathlib
 import sys
 
@@ -84,3 +85,23 @@ def test_the_map_is_one_table_of_every_scenario_with_seeds_and_gaps():
                       'vs 94.31: +0.69 | diverged (seed 0: task 3, step 7) |')
   assert lines[3] == '| CLASSP (tuned) | – | 90.00 (1 seed) | – |'
   assert len(lines) == 4
+
+
+def test_tabling_fewer_runs_never_overwrites_a_fuller_record(
+    tmp_path, monkeypatch, capsys):
+  # Split MNIST's committed record holds rows whose per-seed summaries are
+  # not committed: tabling what exists must not drop them.
+  monkeypatch.chdir(tmp_path)
+  record = tmp_path / 'docs/results/standard-map-split-mnist.json'
+  record.parent.mkdir(parents=True)
+  fuller = {'scenarios': {'task': {'ewc': {'average_accuracy': [97.9, 0.7]}}}}
+  record.write_text(json.dumps(fuller))
+  assert standard_map.main(['--no-run']) == 0
+  assert json.loads(record.read_text()) == fuller
+  out = capsys.readouterr().out
+  assert 'kept docs/results/standard-map-split-mnist.json' in out
+  assert 'task/ewc' in out
+  # Written where asked.
+  assert standard_map.main(['--no-run', '--record', 'elsewhere.json']) == 0
+  assert json.loads((tmp_path / 'elsewhere.json').read_text())['scenarios'][
+      'task'] == {}
