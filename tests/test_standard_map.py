@@ -105,3 +105,16 @@ def test_tabling_fewer_runs_never_overwrites_a_fuller_record(
   assert standard_map.main(['--no-run', '--record', 'elsewhere.json']) == 0
   assert json.loads((tmp_path / 'elsewhere.json').read_text())['scenarios'][
       'task'] == {}
+
+
+def test_scenarios_picks_which_to_run_and_names_the_accepted_ones(
+    tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  assert standard_map.main(['--benchmark', 'permuted-mnist-vdv', '--scenarios',
+                            'class', '--no-run', '--record', 'r.json']) == 0
+  assert list(json.loads((tmp_path / 'r.json').read_text())['scenarios']) == [
+      'class']
+  with pytest.raises(SystemExit):
+    standard_map.main(['--scenarios', 'task,clas', '--no-run'])
+  assert "--scenarios: 'clas' is not one of task, domain, class" in (
+      capsys.readouterr().err)
