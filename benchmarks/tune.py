@@ -229,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--search-steps-per-task', type=int, metavar='N',
                       help='a shortened protocol for the search only: N '
                            'steps per task (the test runs keep the full one)')
-  parser.add_argument('--check-top', type=int, default=0, metavar='K',
+  parser.add_argument('--check-top', type=int, metavar='K',
                       help="after a shortened search, train its K best "
                            'configurations on the full protocol with the same '
                            'validation split, and say whether the choice holds')
@@ -251,14 +251,14 @@ def _full_protocol_check(base: list[str], method: str, configs: list[dict],
                          out: pathlib.Path) -> dict:
   """The best configurations of a shortened search (best first) trained
   again on the full protocol, on the same seed and validation split: the
-  choice holds if the first still scores highest."""
+  choice holds if the first is still a candidate and scores highest."""
   full = [_score(_run_sweep(
       [*base, '--validation', str(VALIDATION), '--seed', '0', '--methods',
        method, *_sets(method, config)], out / _slug(config))[0])
           for config in configs]
   return dict(configurations=configs, search_scores=search_scores,
               full_scores=[s if np.isfinite(s) else None for s in full],
-              holds=bool(int(np.argmax(full)) == 0))
+              holds=bool(np.isfinite(full[0]) and int(np.argmax(full)) == 0))
 
 
 def _test_metrics(tests: list[dict]) -> dict:
@@ -340,6 +340,8 @@ def _print_table(target: str, report: dict, test_seeds: str) -> None:
 def main(argv=None) -> int:
   parser = _parser()
   args = parser.parse_args(argv)
+  if args.check_top is not None and args.check_top < 1:
+    parser.error(f'--check-top must be an integer >= 1, got {args.check_top}.')
   if args.check_top and args.search_steps_per_task is None:
     parser.error('--check-top checks a shortened search: give '
                  '--search-steps-per-task too.')

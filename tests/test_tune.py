@@ -77,3 +77,31 @@ def test_a_chosen_configuration_that_diverges_on_a_test_seed_is_no_result(
   assert entry['average_accuracy'] is None
   assert '| adam | learning_rate=0.003 | diverged (seed 1' in (
       capsys.readouterr().out)
+
+
+def test_a_choice_that_no_full_protocol_run_can_score_does_not_hold(
+    tmp_path, monkeypatch):
+  rates = [c['learning_rate'] for c in tune.space('split-digits', 'adam')]
+
+  def run_sweep(argv, out):
+    if '--steps-per-task' in argv:  # the shortened search
+      return [_fake_run({'learning_rate': r}, 0.5 + r) for r in rates]
+    if '--validation' in argv:  # the full protocol: every run diverges
+      return [_fake_run({}, None, dict(task=1, step=9, what='loss'))]
+    return [_fake_run({'seed': 0}, 0.9)]
+
+  monkeypatch.setattr(tune, '_run_sweep', run_sweep)
+  assert _tune(tmp_path, '--search-steps-per-task', '5', '--check-top',
+               '2') == 0
+  check = json.loads((tmp_path / 'split-digits' / 'summary.json').read_text()
+                     )['report']['adam']['full_protocol_check']
+  assert check['full_scores'] == [None, None]
+  assert check['holds'] is False
+
+
+@pytest.mark.parametrize('k', ['0', '-1'])
+def test_check_top_names_its_accepted_range(tmp_path, capsys, k):
+  with pytest.raises(SystemExit):
+    _tune(tmp_path, '--search-steps-per-task', '5', '--check-top', k)
+  assert f'--check-top must be an integer >= 1, got {k}' in (
+      capsys.readouterr().err)
