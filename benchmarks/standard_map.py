@@ -139,8 +139,9 @@ def replayed(benchmark: str, scenario: str, folder: pathlib.Path) -> dict:
   if not path.exists():
     return {}
   runs = json.loads(path.read_text())['results']
-  return {method: {r['swept']['seed']: r for r in runs
-                   if r['method'] == method} for method in REPLAYED}
+  by_method = {method: {r['swept']['seed']: r for r in runs
+                        if r['method'] == method} for method in REPLAYED}
+  return {method: seeds for method, seeds in by_method.items() if seeds}
 
 
 def _stats(values) -> tuple[float, float]:

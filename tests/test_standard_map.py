@@ -118,3 +118,14 @@ def test_scenarios_picks_which_to_run_and_names_the_accepted_ones(
     standard_map.main(['--scenarios', 'task,clas', '--no-run'])
   assert "--scenarios: 'clas' is not one of task, domain, class" in (
       capsys.readouterr().err)
+
+
+def test_replay_rows_are_the_replay_methods_that_ran(tmp_path):
+  runs = [dict(_run(0.9), method='replay:b10', swept={'seed': s})
+          for s in (0, 1)]
+  folder = tmp_path / 'replay-split-mnist-vdv'
+  folder.mkdir()
+  (folder / 'adam-task.json').write_text(json.dumps({'results': runs}))
+  replayed = standard_map.replayed('split-mnist-vdv', 'task', tmp_path)
+  assert list(replayed) == ['replay:b10'] and list(replayed['replay:b10']) == [
+      0, 1]
