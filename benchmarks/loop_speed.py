@@ -1,6 +1,6 @@
 """How fast the training engine runs, against a minimal hand-written JAX loop.
 
-(a) ms per train step of the engine (``train_continual`` on one task
+(a) ms per train step of the engine (``train`` of one run on one task
     of MNIST, everything included: the data's upload, the dispatches, the
     progress checks, one evaluation) against a minimal ``lax.scan`` loop over
     device-resident data with the same model, optimizer and batches, at
@@ -14,9 +14,9 @@
     tasks (the ``permuted-mnist`` benchmark's protocol), beside the share of
     the floating-point work that evaluation is: no loop can go below that.
 (d) training examples per second of a sweep of K = 6 CLASSP learning rates
-    (``engine.train_sweep``: one vmapped program, its configurations split
+    (``train`` of the sweep: one vmapped program, its configurations split
     over the devices) against the same 6 runs one after another
-    (``train_continual``, on one device), and against a PyTorch loop in the
+    (``train`` of each run, on one device), and against a PyTorch loop in the
     style of the CLASSP reference code (one Python step per batch, timed on
     one of the six runs; skipped when torch is not installed), on split
     digits (the embedded benchmark: MLP 64-128-128-10, batch 16) and split
@@ -49,14 +49,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from classp_optax.continual import Run
 from classp_optax.continual import datasets
 from classp_optax.continual import engine
-from classp_optax.continual import methods
+from classp_optax.continual import make_method
 from classp_optax.continual import models
+from classp_optax.continual import placement
 from classp_optax.continual import streams
 from classp_optax.continual import suites
 from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.config import task_order
+from classp_optax.continual.methods import METHODS
 from classp_optax.continual.steps import masked_cross_entropy
 
 try:
@@ -80,10 +83,11 @@ def one_task(dataset, batch_size: int, steps: int):
 
 
 def toolkit_runner(make_model, task, config):
-  method = methods.classp_method(LEARNING_RATE, decay_from_task=0)
+  method = make_method('classp', learning_rate=LEARNING_RATE,
+                       decay_from_task=0)
 
   def run():
-    engine.train_continual(make_model, [task], method, config)
+    engine.train(Run(make_model, [task], method, config))
 
   return run
 
@@ -94,7 +98,8 @@ def minimal_runner(make_model, task, config):
   convolutional model on the CPU, where XLA is much slower on a
   convolution's gradient inside a loop, jax-ml/jax#12868, one jitted step
   per batch instead), then one evaluation on the test set."""
-  method = methods.classp_method(LEARNING_RATE, decay_from_task=0)
+  method = make_method('classp', learning_rate=LEARNING_RATE,
+                       decay_from_task=0)
   tx = method.optimizer
   model = make_model()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -195,7 +200,7 @@ def part_b():
   tasks = streams.split(datasets.load_digits(), scenario='task')
   config = TrainConfig(epochs=1, batch_size=16, eval_batch_size=128)
   print(f'{"method":8} ' + ' '.join(f'{name:>14}' for name in COMPILED))
-  for i, name in enumerate(sorted(methods.METHODS)):
+  for i, name in enumerate(sorted(METHODS)):
     make_model = lambda i=i: models.make_model('mlp', (8, 8, 1), 10, seed=0,
                                                hidden=(50 + i,))  # uncached
     counter = _Compiles()
@@ -204,8 +209,7 @@ def part_b():
     logger.propagate = False
     try:
       with jax.log_compiles():
-        engine.train_continual(make_model, tasks, methods.make_method(name),
-                               config)
+        engine.train(Run(make_model, tasks, make_method(name), config))
     finally:
       logger.handlers, logger.propagate = handlers, True
     print(f'{name:8} ' + ' '.join(f'{counter.names.count(f):14d}'
@@ -219,25 +223,13 @@ def part_c(data_dir, num_tasks):
         f'{suite.hidden}, CLASSP')
   tasks = suite.make_tasks(data_dir, 0, num_tasks, suite.default_scenario)
   config = TrainConfig(epochs=suite.epochs, batch_size=suite.batch_size)
-  evaluation = []
-  original = engine._Engine._score  # a row of R: reads every score, synced
-
-  def timed_score(*args, **kwargs):
-    start = time.perf_counter()
-    original(*args, **kwargs)
-    evaluation.append(time.perf_counter() - start)
-
-  engine._Engine._score = timed_score
-  try:
-    start = time.perf_counter()
-    engine.train_continual(
-        lambda: models.make_model('mlp', (28, 28, 1), 10, seed=0,
-                                  hidden=suite.hidden),
-        tasks, methods.make_method('classp', **suite.method_defaults['classp']),
-        config)
-    wall = time.perf_counter() - start
-  finally:
-    engine._Engine._score = original
+  start = time.perf_counter()
+  result = engine.train(Run(
+      lambda: models.make_model('mlp', (28, 28, 1), 10, seed=0,
+                                hidden=suite.hidden),
+      tasks, make_method('classp', **suite.method_defaults['classp']), config))
+  wall = time.perf_counter() - start
+  evaluation = [result.phase_seconds['evaluation']]
   # Multiply-adds: a training example costs a forward and a backward pass
   # (about 3 forwards), a test example one forward.
   train_examples = sum(t.num_train // config.batch_size * config.batch_size
@@ -304,14 +296,15 @@ def part_d(data_dir, repeats):
     make_model = functools.partial(
         models.make_model, 'mlp', image_shape, tasks[0].num_outputs, seed=0,
         hidden=hidden)
-    runs = [engine.Run(make_model, tasks, methods.classp_method(
-        rate, power=2.0, decay_from_task=0), config) for rate in SWEEP_RATES]
+    runs = [Run(make_model, tasks, make_method(
+        'classp', learning_rate=rate, power=2.0, decay_from_task=0), config)
+        for rate in SWEEP_RATES]
     runners = dict(
-        sweep=lambda runs=runs: engine.train_sweep(runs),
-        one_device=lambda runs=runs: engine.train_sweep(
-            runs, devices=jax.devices()[:1]),
-        sequential=lambda runs=runs: [engine.train_continual(
-            r.make_model, r.tasks, r.method, r.config) for r in runs])
+        sweep=lambda runs=runs: engine.train(
+            runs, mesh=placement.mesh_for(len(runs))),
+        one_device=lambda runs=runs: engine.train(runs, mesh=placement.mesh_for(
+            len(runs), jax.devices()[:1])),
+        sequential=lambda runs=runs: [engine.train(r) for r in runs])
     one_run = batch_size * sum(
         config.steps_for(t, task.num_train) for t, task in enumerate(tasks))
     examples = dict(sweep=len(runs) * one_run, one_device=len(runs) * one_run,

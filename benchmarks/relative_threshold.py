@@ -31,7 +31,7 @@ METHODS = ['classp', 'classp:relative']
 
 def capacity_curves(root: pathlib.Path, method: str, best: dict):
   """capacity_used after each task, one row per test seed."""
-  folder = root / 'test' / method / tune._slug(best)
+  folder = root / 'test' / method / tune.run_folder_name(best)
   runs = [json.loads((folder / f'seed{seed}' / 'results.json').read_text())
           for seed in tune.TEST_SEEDS]
   return np.array([run['results'][0]['capacity_used'] for run in runs])

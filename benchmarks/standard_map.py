@@ -29,8 +29,7 @@ import json
 import pathlib
 import sys
 
-import numpy as np
-
+from classp_optax.continual import metrics
 from classp_optax.continual import suites
 
 from _runs import failed_cell
@@ -145,7 +144,7 @@ def replayed(benchmark: str, scenario: str, folder: pathlib.Path) -> dict:
 
 
 def _stats(values) -> tuple[float, float]:
-  return float(np.mean(values)), float(np.std(values))
+  return metrics.mean_and_spread(values)
 
 
 def _ours(mean: float, std: float, seeds: int) -> str:

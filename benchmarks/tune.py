@@ -35,6 +35,8 @@ import sys
 
 import numpy as np
 
+from classp_optax.continual import methods
+from classp_optax.continual import metrics
 from classp_optax.continual import suites
 
 from _runs import failed_cell
@@ -85,17 +87,13 @@ def _grid(**axes):
           for values in itertools.product(*axes.values())]
 
 
-# Six configurations per method over its main hyperparameters.
+# The methods whose choices are a benchmark's defaults, in the order tuned.
+DEFAULT_METHODS = ['classp', 'ewc', 'si', 'adam', 'sgd', 'adagrad', 'replay',
+                   'joint']
+# Six configurations per method over its main hyperparameters: the grid
+# its settings declare (classp_optax.continual.methods).
 SPACES = {
-    'classp': _grid(learning_rate=[3e-4, 1e-3, 3e-3], threshold=[1e-5, 1e-3],
-                    power=[2.0], decay_from_task=[0], later_threshold=[None]),
-    'ewc': _grid(learning_rate=[0.01, 0.03, 0.1], strength=[10.0, 1000.0]),
-    'si': _grid(learning_rate=[0.01, 0.03, 0.1], strength=[1.0, 10.0]),
-    'adam': _grid(learning_rate=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]),
-    'sgd': _grid(learning_rate=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0]),
-    'adagrad': _grid(learning_rate=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3]),
-    'replay': _grid(learning_rate=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]),
-    'joint': _grid(learning_rate=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0]),
+    **{name: methods.tuning_grid(name) for name in DEFAULT_METHODS},
     # Labelled variants, tuned only when named in --methods, never recorded
     # as defaults. The relative threshold is a multiple of each tensor's mean
     # squared gradient: 0.5 keeps most weights, 2 the few with the largest.
@@ -132,7 +130,6 @@ def _vdv_spaces(benchmark: str, scenario: str) -> dict:
 
 TARGET_SPACES = {target: _vdv_spaces(*preset)
                  for target, preset in VDV_TARGETS.items()}
-DEFAULT_METHODS = [name for name in SPACES if ':' not in name]
 
 
 def space(target: str, method: str) -> list[dict]:
@@ -146,7 +143,7 @@ VALIDATION = 0.1
 TEST_SEEDS = (0, 1, 2)
 
 
-def _slug(config: dict) -> str:
+def run_folder_name(config: dict) -> str:
   """A run folder's name: its configuration, so a changed grid never reuses
   another configuration's results."""
   return '-'.join(f'{k}={v}' for k, v in config.items())
@@ -191,7 +188,7 @@ def _run_grid(base: list[str], method: str, grid: list[dict],
   argv = [*base, '--methods', method, *_sets(method, fixed)]
   for name, values in swept.items():
     argv += ['--sweep', f'{method}.{name}=' + ','.join(map(repr, values))]
-  results = _run_sweep(argv, out / _slug(dict(
+  results = _run_sweep(argv, out / run_folder_name(dict(
       fixed, **{k: '|'.join(map(str, v)) for k, v in swept.items()})))
   by_values = {tuple(r['swept'].get(name) for name in swept): r
                for r in results}
@@ -254,7 +251,7 @@ def _full_protocol_check(base: list[str], method: str, configs: list[dict],
   choice holds if the first is still a candidate and scores highest."""
   full = [_score(_run_sweep(
       [*base, '--validation', str(VALIDATION), '--seed', '0', '--methods',
-       method, *_sets(method, config)], out / _slug(config))[0])
+       method, *_sets(method, config)], out / run_folder_name(config))[0])
           for config in configs]
   return dict(configurations=configs, search_scores=search_scores,
               full_scores=[s if np.isfinite(s) else None for s in full],
@@ -267,8 +264,8 @@ def _test_metrics(tests: list[dict]) -> dict:
   keys = ('average_accuracy', 'forgetting', 'learning_accuracy')
   if failed := failures({t['swept']['seed']: t for t in tests}):
     return dict(dict.fromkeys(keys), failed=failed)
-  return {key: [float(np.mean([t[key] for t in tests])),
-                float(np.std([t[key] for t in tests]))] for key in keys}
+  return {key: list(metrics.mean_and_spread([t[key] for t in tests]))
+          for key in keys}
 
 
 def tune_method(target: str, method: str, base: list[str], args) -> dict:
@@ -293,7 +290,7 @@ def tune_method(target: str, method: str, base: list[str], args) -> dict:
   tests = _run_sweep(
       [*base, '--methods', method, *_sets(method, grid[best]), '--seeds',
        args.test_seeds],
-      root / 'test' / method / f'seeds-{args.test_seeds}' / _slug(grid[best]))
+      root / 'test' / method / f'seeds-{args.test_seeds}' / run_folder_name(grid[best]))
   entry = dict(
       best=grid[best],
       validation_scores=[s if np.isfinite(s) else None for s in scores],

@@ -35,6 +35,9 @@ class EwcState(NamedTuple):
   fisher: optax.Updates
   fisher_anchor: optax.Updates
 
+  # What a fresh optimizer state keeps (reset_state): the memory of tasks.
+  task_memory = True
+
 
 def add_ewc_penalty(strength: float) -> optax.GradientTransformation:
   r"""Adds the gradient of the EWC penalty to the updates.

@@ -31,6 +31,9 @@ class SiState(NamedTuple):
   previous_params: optax.Updates
   previous_grads: optax.Updates
 
+  # What a fresh optimizer state keeps (reset_state): the memory of tasks.
+  task_memory = True
+
 
 def _copy(tree):
   """New buffers with ``tree``'s values: the state must not share buffers with

@@ -18,9 +18,10 @@ reproduce the paper's claim.
 
 import argparse
 
+from classp_optax.continual import Run
 from classp_optax.continual import TrainConfig
 from classp_optax.continual import make_method
-from classp_optax.continual import train_continual
+from classp_optax.continual import train
 from classp_optax.continual.datasets import load_idx_dataset
 from classp_optax.continual.models import make_model
 from classp_optax.continual.streams import sequence
@@ -44,9 +45,9 @@ for method in [
     make_method('ewc', learning_rate=0.25, strength=5000.0),
     make_method('sgd', learning_rate=0.25),
 ]:
-  result = train_continual(
+  result = train(Run(
       lambda: make_model('cnn', image_shape, 10, args.seed), tasks, method,
-      config, progress=True)
+      config), progress=True)
   if result.diverged:
     print(f'{method.name:7} diverged in task {result.diverged["task"]} at '
           f'step {result.diverged["step"]}')

@@ -7,9 +7,10 @@ Task 0 is the identity; one optimizer state is carried across all tasks.
 
 import argparse
 
+from classp_optax.continual import Run
 from classp_optax.continual import TrainConfig
 from classp_optax.continual import make_method
-from classp_optax.continual import train_continual
+from classp_optax.continual import train
 from classp_optax.continual.datasets import load_idx_dataset
 from classp_optax.continual.models import make_model
 from classp_optax.continual.streams import permuted
@@ -30,9 +31,9 @@ for method in [
                 eps=1e-5, decay_from_task=0, later_threshold=None),
     make_method('adam', learning_rate=3e-4),
 ]:
-  result = train_continual(
+  result = train(Run(
       lambda: make_model('mlp', image_shape, 10, args.seed), tasks, method,
-      config, progress=True)
+      config), progress=True)
   s = result.summary
   print(f'{method.name:7} average {s["average_accuracy"]:.3f}  forgetting '
         f'{s["forgetting"]:.3f}  learning {s["learning_accuracy"]:.3f}')

@@ -7,9 +7,10 @@ Runs in seconds on a laptop CPU; no data to download.
 
 from flax import nnx
 
+from classp_optax.continual import Run
 from classp_optax.continual import TrainConfig
 from classp_optax.continual import make_method
-from classp_optax.continual import train_continual
+from classp_optax.continual import train
 from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.models import MLP
 from classp_optax.continual.streams import split
@@ -23,8 +24,8 @@ for method in [
     make_method('ewc', learning_rate=0.03, strength=10.0),
     make_method('sgd', learning_rate=0.1),
 ]:
-  result = train_continual(
-      lambda: MLP(64, (128, 128), 10, rngs=nnx.Rngs(0)), tasks, method, config)
+  result = train(Run(
+      lambda: MLP(64, (128, 128), 10, rngs=nnx.Rngs(0)), tasks, method, config))
   summary = ', '.join(f'{k} {v:.3f}' for k, v in result.summary.items())
   print(f'{method.name:7} {summary}')
   print(result.accuracy.round(3))

@@ -102,7 +102,8 @@ def _run(argv, out, capsys, epochs='1'):
   tasks are the shortest."""
   if '--benchmark' not in argv:
     argv = ['--benchmark', 'split-digits', *argv]
-  code = cli.main([*argv, '--out', str(out), '--no-progress', '--epochs', epochs])
+  epochs = ['--epochs', epochs] if epochs else []
+  code = cli.main([*argv, '--out', str(out), '--no-progress', *epochs])
   return code, capsys.readouterr()
 
 
@@ -355,3 +356,36 @@ def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path, seeds):
                            text=True, timeout=300)
   assert resumed.returncode == 0, resumed.stderr
   assert (out / 'results.json').exists()
+
+
+def test_the_evaluation_batch_divides_the_mesh_data_axis(tmp_path):
+  """On 9 devices, 2 configurations get a mesh of 2 x 4 devices: the
+  evaluation batch is a multiple of the 4 that split each one's batches
+  (a multiple of all 9 devices would be refused)."""
+  argv = [sys.executable, '-m', 'classp_optax.continual', '--methods', 'sgd',
+          '--benchmark', 'split-digits', '--seeds', '0,1', '--batch-size',
+          '16', '--steps-per-task', '2', '--no-progress', '--out',
+          str(tmp_path)]
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS='--xla_force_host_platform_device_count=9')
+  done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert (tmp_path / 'results.json').exists()
+
+
+def test_overwrite_deletes_nothing_before_the_run_starts(tmp_path, capsys):
+  """--overwrite over a finished run, with a command that then fails (its
+  data folder is empty), leaves the earlier checkpoints where they were."""
+  assert _run(['--methods', 'sgd', '--steps-per-task', '3'], tmp_path,
+              capsys, epochs=None)[0] == 0
+  folder = tmp_path / 'checkpoints' / 'sgd'
+  before = sorted(p.name for p in folder.iterdir())
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(SystemExit) as exit_info:
+    _run(['--benchmark', 'split-mnist', '--methods', 'sgd', '--data-dir',
+          str(empty), '--overwrite'], tmp_path, capsys)
+  assert exit_info.value.code == 2
+  assert 'no train-images' in capsys.readouterr().err
+  assert before and sorted(p.name for p in folder.iterdir()) == before

@@ -3,6 +3,7 @@ and a hook, trains through it alone and in a sweep; and the engine takes
 any per-example loss and score."""
 
 import dataclasses
+import json
 from typing import NamedTuple
 
 from flax import nnx
@@ -10,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from classp_optax import set_hyperparams
 from classp_optax._state_search import find_unique
@@ -17,13 +19,14 @@ from classp_optax._state_search import replace_node
 from classp_optax.continual import Hook
 from classp_optax.continual import Method
 from classp_optax.continual import Run
+from classp_optax.continual import RunResult
 from classp_optax.continual import Task
 from classp_optax.continual import TrainConfig
+from classp_optax.continual import make_method
 from classp_optax.continual import models
+from classp_optax.continual import steps
 from classp_optax.continual import streams
 from classp_optax.continual import train
-from classp_optax.continual import train_continual
-from classp_optax.continual import train_sweep
 from classp_optax.continual.config import task_order
 from classp_optax.continual.datasets import Dataset
 from classp_optax.continual.datasets import load_digits
@@ -92,19 +95,19 @@ def test_a_method_defined_outside_the_toolkit_trains_through_the_engine():
   """The hook runs at every task's end: the final anchor is the final
   weights, and a strong pull holds task 1's weights near task 0's."""
   tasks = stream(0)
-  result = train_continual(mlp(0), tasks, pull_method(1.0), CONFIG)
+  result = train(Run(mlp(0), tasks, pull_method(1.0), CONFIG))
   pull = find_unique(result.opt_state, PullState, 'PullState')
   for anchor, w in zip(jax.tree.leaves(pull.anchor), _params(result.model),
                        strict=True):
     np.testing.assert_array_equal(anchor, w)
   assert result.readouts == {'anchored': [1.0, 1.0, 1.0]}
 
-  after_task_0 = _params(train_continual(mlp(0), tasks[:1], pull_method(0.0),
-                                         CONFIG).model)
+  after_task_0 = _params(train(Run(mlp(0), tasks[:1], pull_method(0.0),
+                                         CONFIG)).model)
 
   def moved(strength):
-    model = train_continual(mlp(0), tasks[:2], pull_method(strength),
-                            CONFIG).model
+    model = train(Run(mlp(0), tasks[:2], pull_method(strength),
+                            CONFIG)).model
     return sum(float(jnp.sum((w - a) ** 2)) for w, a in zip(
         _params(model), after_task_0, strict=True))
 
@@ -117,9 +120,9 @@ def test_a_method_defined_outside_the_toolkit_sweeps():
   runs = [Run(mlp(seed), stream(seed), pull_method(strength),
               dataclasses.replace(CONFIG, seed=seed))
           for seed, strength in enumerate((0.0, 1.0, 5.0))]
-  for swept, run in zip(train_sweep(runs, steps_per_call=7), runs,
+  for swept, run in zip(train(runs, steps_per_call=7), runs,
                         strict=True):
-    alone = train_continual(run.make_model, run.tasks, run.method, run.config)
+    alone = train(Run(run.make_model, run.tasks, run.method, run.config))
     np.testing.assert_allclose(swept.accuracy, alone.accuracy, atol=1e-6)
     for a, b in zip(_params(swept.model), _params(alone.model), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -187,15 +190,73 @@ def test_the_loss_and_score_are_arguments_of_the_engine():
 def test_the_classp_schedule_is_a_hook_on_the_injected_state():
   """CLASSP's schedule sets the injected hyperparameters for each task."""
   from classp_optax.continual import methods  # noqa: PLC0415
-  method = methods.classp_method(0.05, threshold=1e-3, decay_from_task=1,
-                                 later_learning_rate=0.02)
+  method = methods.make_method(
+    'classp',
+    learning_rate=0.05,
+    threshold=1e-3,
+    decay_from_task=1,
+    later_learning_rate=0.02,
+  )
   schedule = method.hooks[0]
   state = method.optimizer.init({'w': jnp.zeros(1)})
-  for task, (lr, threshold, decay) in enumerate([(0.05, 1e-3, False),
-                                                 (0.02, 0.0, True)]):
+  for task, (lr, threshold, decay) in enumerate(
+    [(0.05, 1e-3, False), (0.02, 0.0, True)]
+  ):
     values = schedule.hyperparams_for_task(task)
-    assert (values['learning_rate'], values['threshold'],
-            values['apply_decay']) == (np.float32(lr), np.float32(threshold),
-                                       decay)
+    assert (values['learning_rate'], values['threshold'], values['apply_decay']) == (
+      np.float32(lr),
+      np.float32(threshold),
+      decay,
+    )
     updated = set_hyperparams(state, **values)
     assert float(updated.hyperparams['learning_rate']) == np.float32(lr)
+
+
+class ReadsOutAnchored(Hook):
+  """A second hook that reads out the name ``AnchorAtTaskEnd`` reads out."""
+
+  def readouts(self, state):
+    return {'anchored': jnp.float32(0)}
+
+
+def test_two_hooks_reading_out_one_name_are_refused_before_training():
+  method = pull_method(1.0)
+  clash = dataclasses.replace(method, hooks=(*method.hooks, ReadsOutAnchored()))
+  trained = []
+  with pytest.raises(ValueError, match="AnchorAtTaskEnd and ReadsOutAnchored "
+                     "both read out 'anchored'"):
+    train(Run(mlp(0), stream(0), clash, CONFIG),
+          on_step=lambda *args: trained.append(args))
+  assert trained == []
+
+
+def test_every_read_out_and_bound_is_in_the_results_json():
+  """A hook's own read-out (the pull's ``anchored``) and a penalty's bound
+  are written to results.json and read back."""
+  tasks = stream(0)[:2]
+  pulled = train(Run(mlp(0), tasks, pull_method(1.0), CONFIG))
+  ewc = train(Run(mlp(0), tasks, make_method('ewc', fisher_samples=16),
+                  CONFIG))
+  for result in (pulled, ewc):
+    row = json.loads(json.dumps(result.to_json()))
+    again = RunResult.from_json(row)
+    assert again.readouts == result.readouts and again.bounds == result.bounds
+  assert json.loads(json.dumps(pulled.to_json()))['readouts'] == {
+      'anchored': [1.0, 1.0]}
+  assert ewc.to_json()['bounds'] == {'stiffness': 2.0}
+
+
+def test_no_end_of_task_program_without_a_hook_acting_there(monkeypatch):
+  """Plain SGD has no hook: the end of a task only checks the state is
+  finite, and compiles nothing else; EWC's end of task does run."""
+  called = []
+  original = steps.end_tasks
+  monkeypatch.setattr(steps, 'end_tasks', lambda *args, **kwargs: (
+      called.append(1), original(*args, **kwargs))[1])
+  tasks = stream(0)[:2]
+  plain = train(Run(mlp(0), tasks, make_method('sgd', learning_rate=0.1),
+                    CONFIG))
+  assert called == [] and plain.diverged is None
+  assert np.all(np.diag(plain.accuracy) > 0.85)
+  train(Run(mlp(0), tasks, make_method('ewc', fisher_samples=16), CONFIG))
+  assert called == [1, 1]

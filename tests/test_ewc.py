@@ -134,11 +134,11 @@ def test_the_engines_fisher_is_computed_with_dropout_off():
   same weights without dropout: the mask must not act, not merely stay
   fixed."""
   task = streams.split(load_digits())[0]
-  method = methods.ewc_method(learning_rate=0.1, fisher_samples=64)
-  result = engine.train_continual(
+  method = methods.make_method('ewc',learning_rate=0.1, fisher_samples=64)
+  result = engine.train(engine.Run(
       lambda: models.CNN((8, 8, 1), 10, dropout=0.5,
                          rngs=nnx.Rngs(params=0, dropout=1)),
-      [task], method, TrainConfig(batch_size=16, eval_batch_size=128))
+      [task], method, TrainConfig(batch_size=16, eval_batch_size=128)))
   got = find_unique(result.opt_state, EwcState, 'EwcState').fisher
   no_dropout = models.CNN((8, 8, 1), 10, dropout=0.0, rngs=nnx.Rngs(0))
   nnx.update(no_dropout, nnx.state(result.model, nnx.Param))

@@ -2,7 +2,6 @@
 train stably on the built-in benchmarks."""
 
 import functools
-import inspect
 import warnings
 
 from flax import nnx
@@ -19,6 +18,7 @@ from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import streams
 from classp_optax.continual.config import TrainConfig
+from classp_optax.continual.methods import penalties
 from classp_optax.continual.suites import SUITES
 
 # Per hyperparameter: values it must refuse, and the range its error states.
@@ -42,23 +42,25 @@ BAD = {
 }
 
 CASES = [(name, parameter, value)
-         for name, factory in methods.METHODS.items()
-         for parameter in inspect.signature(factory).parameters
+         for name in methods.METHODS
+         for parameter in methods.settings_of(name)
+         if parameter != 'reset_state'
          for value in BAD[parameter][0]]
 
 
-def test_every_hyperparameter_of_every_method_has_bad_values_listed():
-  for factory in methods.METHODS.values():
-    assert set(inspect.signature(factory).parameters) <= set(BAD)
+def test_every_setting_of_every_method_has_bad_values_listed():
+  for name in methods.METHODS:
+    assert set(methods.settings_of(name)) - {'reset_state'} <= set(BAD)
 
 
 def test_the_settings_list_states_the_ranges_the_errors_state():
-  """--list-settings reads methods.SETTINGS; each range there is the one
-  the setting's error names (checked for every value in BAD above)."""
+  """--list-settings shows each setting's declaration; each range there is
+  the one the setting's error names (checked for every value in BAD
+  above)."""
   for name in methods.METHODS:
-    for setting in methods.settings_of(name):
-      if setting != 'reset_state':
-        assert methods.SETTINGS[setting][0] == BAD[setting][1], setting
+    for setting in methods.settings_of(name).values():
+      if setting.name != 'reset_state':
+        assert setting.accepts.text.startswith(BAD[setting.name][1]), setting
   text = methods.describe('classp', {'learning_rate': 0.003})
   assert "classp.learning_rate=0.003" in text
   assert 'classp.decay_from_task=1' in text and 'apply_decay' in text
@@ -91,7 +93,7 @@ def test_labelled_variants_keep_the_kind_and_take_its_hyperparameters():
   variant = methods.make_method('classp:sparse', threshold=1e-3)
   assert variant.label == 'classp:sparse' and variant.name == 'classp'
   assert variant.hyperparams['threshold'] == 1e-3
-  with pytest.raises(ValueError, match='classp.threshold must be'):
+  with pytest.raises(ValueError, match='classp:sparse.threshold must be'):
     methods.make_method('classp:sparse', threshold=-1.0)
 
 
@@ -107,8 +109,8 @@ def test_api_defaults_learn_stably_on_the_default_benchmark(name):
                             eval_batch_size=128)
   make_model = lambda: models.make_model('mlp', (8, 8, 1), 10, 0,  # noqa: E731
                                          hidden=suite.hidden)
-  result = engine.train_continual(make_model, tasks, methods.make_method(name),
-                                config)
+  result = engine.train(engine.Run(make_model, tasks, methods.make_method(name),
+                                config))
   chance = 0.1  # ten digits
   assert np.all(np.diag(result.accuracy) > chance + 0.3), result.accuracy
   bound = result.bounds.get('stiffness', np.inf)
@@ -118,7 +120,8 @@ def test_api_defaults_learn_stably_on_the_default_benchmark(name):
 @pytest.mark.parametrize('name', ['ewc', 'si'])
 @pytest.mark.parametrize('settings,message', [
     (dict(optimizer='adam', momentum=0.9), 'momentum applies to optimizer=sgd'),
-    (dict(optimizer='sgd', threshold=1e-3), 'apply to optimizer=classp only'),
+    (dict(optimizer='sgd', threshold=1e-3),
+     'threshold applies to optimizer=classp only'),
 ])
 def test_inner_optimizer_settings_must_apply_to_it(name, settings, message):
   with pytest.raises(ValueError, match=f'{name}[.].*{message}'):
@@ -126,8 +129,8 @@ def test_inner_optimizer_settings_must_apply_to_it(name, settings, message):
 
 
 @pytest.mark.parametrize('name,penalty,consolidation', [
-    ('ewc', add_ewc_penalty, methods.EwcConsolidation(fisher_samples=64)),
-    ('si', add_si_penalty, methods.SiConsolidation(damping=0.1)),
+    ('ewc', add_ewc_penalty, penalties.EwcConsolidation(fisher_samples=64)),
+    ('si', add_si_penalty, penalties.SiConsolidation(damping=0.1)),
 ])
 @pytest.mark.parametrize('optimizer', ['adam', 'classp'])
 def test_penalty_on_an_inner_optimizer_equals_the_hand_composed_chain(
@@ -145,8 +148,8 @@ def test_penalty_on_an_inner_optimizer_equals_the_hand_composed_chain(
   by_hand = methods.Method(name, {}, optax.chain(penalty(5.0), inner),
                            hooks=(consolidation,))
   make_model = lambda: models.make_model('mlp', (8, 8, 1), 10, 0, hidden=(32,))
-  a = engine.train_continual(make_model, tasks, ours, config)
-  b = engine.train_continual(make_model, tasks, by_hand, config)
+  a = engine.train(engine.Run(make_model, tasks, ours, config))
+  b = engine.train(engine.Run(make_model, tasks, by_hand, config))
   assert ours.hyperparams['optimizer'] == optimizer
   # Equal to float rounding: the toolkit injects CLASSP's learning rate,
   # threshold and decay switch as traced values, where the chain by hand has
@@ -177,7 +180,7 @@ def test_every_method_learns_every_task_at_the_defaults_of_every_scenario(
     method = methods.make_method(name, **suite.defaults_for(name, scenario))
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always', methods.StiffnessWarning)
-      result = engine.train_continual(make_model, tasks, method, config)
+      result = engine.train(engine.Run(make_model, tasks, method, config))
     stiff = [str(w.message) for w in caught
              if w.category is methods.StiffnessWarning]
     if result.diverged is not None or result.not_learnt or stiff:

@@ -60,3 +60,13 @@ def test_no_forgetting_and_single_task():
 def test_rejects_non_square(bad):
   with pytest.raises(ValueError, match='T x T'):
     metrics.average_accuracy(bad)
+
+
+def test_mean_and_spread_is_the_mean_and_population_std():
+  values = [0.5, 0.7, 0.9]
+  mean, spread = metrics.mean_and_spread(values)
+  assert mean == pytest.approx(0.7)
+  assert spread == pytest.approx(np.sqrt(((0.2 ** 2) * 2) / 3))
+  assert metrics.mean_and_spread([0.3]) == (0.3, 0.0)
+  with pytest.raises(ValueError, match='at least one value'):
+    metrics.mean_and_spread([])

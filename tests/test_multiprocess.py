@@ -23,9 +23,15 @@ ROOT = pathlib.Path(__file__).parent.parent
 def run(mesh=None):
   tasks = streams.split(load_digits(), scenario='task')[:2]
   config = TrainConfig(epochs=1, batch_size=16, eval_batch_size=128, seed=3)
-  return engine.train_continual(
+  return engine.train(
+    engine.Run(
       lambda: models.make_model('mlp', (8, 8, 1), 10, seed=0, hidden=(32,)),
-      tasks, methods.classp_method(0.05, threshold=1e-4), config, mesh=mesh)
+      tasks,
+      methods.make_method('classp', learning_rate=0.05, threshold=1e-4),
+      config,
+    ),
+    mesh=mesh,
+  )
 
 
 def free_port() -> int:
@@ -38,10 +44,15 @@ def test_two_processes_match_one_device():
   port = str(free_port())
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   workers = [
-      subprocess.Popen([sys.executable, str(ROOT / 'tests/multiprocess_worker.py'),
-                        str(i), port], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-      for i in range(2)
+    subprocess.Popen(
+      [sys.executable, str(ROOT / 'tests/multiprocess_worker.py'), str(i), port],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      env=env,
+      cwd=ROOT,
+    )
+    for i in range(2)
   ]
   outputs = []
   for worker in workers:

@@ -2,7 +2,10 @@
 grid, a run that diverged said to have diverged."""
 
 import struct
+import subprocess
+import sys
 
+from matplotlib.figure import Figure
 import numpy as np
 
 from classp_optax.continual import plots
@@ -49,3 +52,25 @@ def test_a_run_that_diverged_is_titled_diverged(tmp_path):
   assert plots._title('ewc', mixed) == 'ewc  (avg 0.900, 2 seeds, 1 diverged)'
   plots.plot_accuracy_curves(runs, tmp_path / 'diverged.png')
   assert (tmp_path / 'diverged.png').stat().st_size > 10_000
+
+
+def test_the_figure_is_returned_and_saved_only_where_asked(tmp_path):
+  figure = plots.plot_accuracy_curves([_result('classp')], title='t')
+  assert isinstance(figure, Figure) and figure.axes
+  assert list(tmp_path.iterdir()) == []
+  plots.plot_accuracy_curves([_result('classp')], tmp_path / 'a.png')
+  assert (tmp_path / 'a.png').exists()
+
+
+def test_importing_the_toolkit_leaves_matplotlib_as_the_user_set_it():
+  """A notebook's backend stays: no module of the package chooses one, nor
+  loads pyplot (whose state a figure would join)."""
+  code = (
+      'import sys, matplotlib\n'
+      "matplotlib.use('svg')\n"
+      'import classp_optax.continual.cli, classp_optax.continual.report\n'
+      'from classp_optax.continual import plots\n'
+      "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n")
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                       text=True, check=True).stdout
+  assert out.split() == ['svg', 'False']

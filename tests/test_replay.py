@@ -18,8 +18,8 @@ from classp_optax.continual import placement
 from classp_optax.continual import steps
 from classp_optax.continual import streams
 from classp_optax.continual.datasets import load_digits
-from classp_optax.continual.replay import Replay
-from classp_optax.continual.replay import ReplayBuffer
+from classp_optax.continual.methods.replay import Replay
+from classp_optax.continual.methods.replay import ReplayBuffer
 
 CONFIG = configs.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128,
                              seed=3)
@@ -34,8 +34,8 @@ def test_the_buffer_holds_budget_examples_of_each_trained_class():
   """After each task, ``budget`` more examples of each of its classes; each
   a training example of its class, each stored once."""
   tasks = streams.split(load_digits(), scenario='class')[:3]
-  result = engine.train_continual(mlp(), tasks, methods.make_method(
-      'replay', budget=5, learning_rate=1e-3), CONFIG)
+  result = engine.train(engine.Run(mlp(), tasks, methods.make_method(
+      'replay', budget=5, learning_rate=1e-3), CONFIG))
   assert result.readouts['stored'] == [10.0, 20.0, 30.0]
   buffer = result.hook_states[0]
   assert buffer.stored.all() and buffer.inputs.shape == (30, 8, 8, 1)
@@ -101,13 +101,20 @@ def test_the_replayed_batch_weighs_the_losses_as_their_code_does():
 
 def test_a_buffer_of_size_0_is_plain_training_bit_for_bit():
   tasks = streams.split(load_digits(), scenario='class')[:3]
-  plain = engine.train_continual(mlp(), tasks, methods.adam_method(1e-3),
-                                 CONFIG)
-  replay = engine.train_continual(mlp(), tasks, methods.make_method(
-      'replay', budget=0, learning_rate=1e-3), CONFIG)
+  plain = engine.train(
+    engine.Run(mlp(), tasks, methods.make_method('adam', learning_rate=1e-3), CONFIG)
+  )
+  replay = engine.train(
+    engine.Run(
+      mlp(), tasks, methods.make_method('replay', budget=0, learning_rate=1e-3), CONFIG
+    )
+  )
   np.testing.assert_array_equal(replay.accuracy, plain.accuracy)
-  jax.tree.map(np.testing.assert_array_equal, nnx.state(replay.model, nnx.Param),
-               nnx.state(plain.model, nnx.Param))
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    nnx.state(replay.model, nnx.Param),
+    nnx.state(plain.model, nnx.Param),
+  )
   assert replay.state_bytes == plain.state_bytes
 
 
@@ -118,18 +125,30 @@ def test_replay_keeps_earlier_tasks_in_every_scenario(scenario):
   fine-tuning where fine-tuning forgets (the domain and class scenarios; the
   task-incremental heads of split digits barely forget), and its buffer
   counts in its state."""
-  tasks = streams.split(load_digits(), scenario=scenario,
-                        train_outputs='seen' if scenario == 'class'
-                        else 'all')
+  tasks = streams.split(
+    load_digits(),
+    scenario=scenario,
+    train_outputs='seen' if scenario == 'class' else 'all',
+  )
   outputs = tasks[0].num_outputs
   config = dataclasses.replace(CONFIG, epochs=3)
-  adam = engine.train_continual(mlp(outputs), tasks, methods.adam_method(3e-3),
-                                config)
-  replay = engine.train_continual(mlp(outputs), tasks, methods.make_method(
-      'replay', budget=20, learning_rate=3e-3), config)
+  adam = engine.train(
+    engine.Run(
+      mlp(outputs), tasks, methods.make_method('adam', learning_rate=3e-3), config
+    )
+  )
+  replay = engine.train(
+    engine.Run(
+      mlp(outputs),
+      tasks,
+      methods.make_method('replay', budget=20, learning_rate=3e-3),
+      config,
+    )
+  )
   forgetting = replay.summary['forgetting'], adam.summary['forgetting']
-  assert forgetting[0] < (forgetting[1] - 0.05 if scenario != 'task'
-                          else forgetting[1] + 0.01), forgetting
+  assert forgetting[0] < (
+    forgetting[1] - 0.05 if scenario != 'task' else forgetting[1] + 0.01
+  ), forgetting
   buffer_bytes = 20 * 10 * (64 * 4 + 4 + 1) + 8
   assert replay.state_bytes == adam.state_bytes + buffer_bytes
   if scenario == 'class':
@@ -142,27 +161,36 @@ def test_replay_runs_on_any_optimizer_and_sweeps(optimizer):
   """Two seeds of replay on SGD or CLASSP in one program, each what its own
   run gives."""
   settings = dict(threshold=1e-6, power=2.0) if optimizer == 'classp' else {}
-  method = methods.make_method('replay', budget=5, optimizer=optimizer,
-                               learning_rate=0.05, **settings)
-  runs = [engine.Run(mlp(seed=seed),
-                     streams.split(load_digits(seed=seed), scenario='class')[:3],
-                     method, dataclasses.replace(CONFIG, seed=seed))
-          for seed in (0, 1)]
-  swept = engine.train(runs, mesh=placement.mesh_for(2, jax.devices()[:2]),
-                       steps_per_call=7)
+  method = methods.make_method(
+    'replay', budget=5, optimizer=optimizer, learning_rate=0.05, **settings
+  )
+  runs = [
+    engine.Run(
+      mlp(seed=seed),
+      streams.split(load_digits(seed=seed), scenario='class')[:3],
+      method,
+      dataclasses.replace(CONFIG, seed=seed),
+    )
+    for seed in (0, 1)
+  ]
+  swept = engine.train(
+    runs, mesh=placement.mesh_for(2, jax.devices()[:2]), steps_per_call=7
+  )
   for run, result in zip(runs, swept, strict=True):
-    alone = engine.train_continual(run.make_model, run.tasks, run.method,
-                                   run.config)
+    alone = engine.train(engine.Run(run.make_model, run.tasks, run.method, run.config))
     np.testing.assert_allclose(result.accuracy, alone.accuracy, atol=1e-6)
-    jax.tree.map(np.testing.assert_array_equal, result.hook_states[0].labels,
-                 alone.hook_states[0].labels)
+    jax.tree.map(
+      np.testing.assert_array_equal,
+      result.hook_states[0].labels,
+      alone.hook_states[0].labels,
+    )
   assert ('capacity_used' in swept[0].readouts) == (optimizer == 'classp')
 
 
 def test_a_killed_replay_run_resumes_with_the_same_buffer(tmp_path):
   tasks = streams.split(load_digits(), scenario='class')[:3]
   method = methods.make_method('replay', budget=5)
-  straight = engine.train_continual(mlp(), tasks, method, CONFIG)
+  straight = engine.train(engine.Run(mlp(), tasks, method, CONFIG))
 
   class Interrupted(Exception):
     pass
@@ -172,11 +200,14 @@ def test_a_killed_replay_run_resumes_with_the_same_buffer(tmp_path):
       raise Interrupted
 
   with pytest.raises(Interrupted):
-    engine.train_continual(mlp(), tasks, method, CONFIG,
-                           checkpoint_dir=tmp_path, checkpoint_every_steps=4,
-                           on_step=kill)
-  resumed = engine.train_continual(mlp(), tasks, method, CONFIG,
-                                   checkpoint_dir=tmp_path)
+    engine.train(
+      engine.Run(mlp(), tasks, method, CONFIG),
+      checkpoint_dir=tmp_path,
+      checkpoint_every_steps=4,
+      on_step=kill,
+    )
+  resumed = engine.train(
+    engine.Run(mlp(), tasks, method, CONFIG), checkpoint_dir=tmp_path
+  )
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
-  jax.tree.map(np.testing.assert_array_equal, resumed.hook_states,
-               straight.hook_states)
+  jax.tree.map(np.testing.assert_array_equal, resumed.hook_states, straight.hook_states)

@@ -11,6 +11,7 @@ import pytest
 from classp_optax.continual import engine
 from classp_optax.continual import methods
 from classp_optax.continual import models
+from classp_optax.continual import placement
 from classp_optax.continual import streams
 from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.datasets import load_digits
@@ -33,8 +34,8 @@ def _params(model):
 
 def _assert_same_as_separate_runs(runs, results, **options):
   for run, swept in zip(runs, results, strict=True):
-    alone = engine.train_continual(run.make_model, run.tasks, run.method,
-                                   run.config, **options)
+    alone = engine.train(engine.Run(run.make_model, run.tasks, run.method,
+                                   run.config), **options)
     np.testing.assert_allclose(swept.accuracy, alone.accuracy, atol=1e-6)
     assert swept.diverged == alone.diverged
     if alone.diverged is not None:
@@ -64,7 +65,7 @@ def test_each_configuration_equals_its_own_run(name, settings):
                          methods.make_method(name, **config),
                          dataclasses.replace(CONFIG, seed=seed))
           for seed, config in enumerate(settings)]
-  _assert_same_as_separate_runs(runs, engine.train_sweep(runs, steps_per_call=7))
+  _assert_same_as_separate_runs(runs, engine.train(runs, steps_per_call=7))
 
 
 @pytest.mark.parametrize('scenario, train_outputs', [('task', 'all'),
@@ -79,7 +80,7 @@ def test_joint_on_a_permuted_stream_equals_its_own_run(scenario, train_outputs):
                        train_outputs=train_outputs),
       methods.make_method('joint'), dataclasses.replace(CONFIG, seed=seed))
       for seed in (0, 1)]
-  _assert_same_as_separate_runs(runs, engine.train_sweep(runs, steps_per_call=7))
+  _assert_same_as_separate_runs(runs, engine.train(runs, steps_per_call=7))
 
 
 def test_configurations_on_one_stream_share_its_data(monkeypatch):
@@ -87,21 +88,23 @@ def test_configurations_on_one_stream_share_its_data(monkeypatch):
   shared order is slower on XLA:CPU: the product of one batch with the K
   stacked first-layer weights makes XLA transpose them at every step)."""
   tasks = stream(0)
-  runs = [engine.Run(mlp(0), tasks, methods.classp_method(lr), CONFIG)
-          for lr in (0.05, 0.1, 0.2)]
+  runs = [
+    engine.Run(mlp(0), tasks, methods.make_method('classp', learning_rate=lr), CONFIG)
+    for lr in (0.05, 0.1, 0.2)
+  ]
   calls = []
   original = engine.compiled.train_steps
 
   def spy(graphdef, tx, loss, hooks, state, data, index, *args, **kwargs):
     calls.append((kwargs['shared_data'], data.inputs.ndim, index.shape))
-    return original(graphdef, tx, loss, hooks, state, data, index, *args,
-                    **kwargs)
+    return original(graphdef, tx, loss, hooks, state, data, index, *args, **kwargs)
 
   monkeypatch.setattr(engine.compiled, 'train_steps', spy)
-  results = engine.train_sweep(runs)
+  results = engine.train(runs)
   # The inputs (N, 8, 8, 1) once; the index (K, steps, batch).
-  assert calls and all(shared and ndim == 4 and index[0] == len(runs)
-                       for shared, ndim, index in calls)
+  assert calls and all(
+    shared and ndim == 4 and index[0] == len(runs) for shared, ndim, index in calls
+  )
   _assert_same_as_separate_runs(runs, results)
 
 
@@ -112,9 +115,15 @@ def test_configurations_are_split_over_the_devices(monkeypatch, num_devices):
   scored for all configurations in one compiled call."""
   devices = jax.devices()[:num_devices]
   tasks = stream(0)
-  runs = [engine.Run(mlp(seed), tasks, methods.sgd_method(lr),
-                     dataclasses.replace(CONFIG, seed=seed))
-          for seed, lr in enumerate((0.05, 0.1, 0.2))]
+  runs = [
+    engine.Run(
+      mlp(seed),
+      tasks,
+      methods.make_method('sgd', learning_rate=lr),
+      dataclasses.replace(CONFIG, seed=seed),
+    )
+    for seed, lr in enumerate((0.05, 0.1, 0.2))
+  ]
   placed, scored = [], []
   train = engine.compiled.train_steps
   score = engine.compiled.correct_counts
@@ -130,10 +139,13 @@ def test_configurations_are_split_over_the_devices(monkeypatch, num_devices):
 
   monkeypatch.setattr(engine.compiled, 'train_steps', train_spy)
   monkeypatch.setattr(engine.compiled, 'correct_counts', score_spy)
-  results = engine.train_sweep(runs, devices=devices, steps_per_call=7)
+  results = engine.train(
+    runs, mesh=placement.mesh_for(len(runs), devices), steps_per_call=7
+  )
   slots = 3 if num_devices == 1 else 4
-  assert placed and all(size == slots and devices_used == set(devices)
-                        for size, devices_used in placed)
+  assert placed and all(
+    size == slots and devices_used == set(devices) for size, devices_used in placed
+  )
   assert len(scored) == len(tasks) ** 2  # one call per task and test set
   assert len(results) == len(runs)
   _assert_same_as_separate_runs(runs, results)
@@ -141,56 +153,87 @@ def test_configurations_are_split_over_the_devices(monkeypatch, num_devices):
 
 @pytest.mark.parametrize('model, steps_per_call', [('cnn', None), ('mlp', 5)])
 def test_configurations_whose_tasks_differ_in_length_equal_their_own_runs(
-    model, steps_per_call):
+  model, steps_per_call
+):
   """Held-out validation data gives each seed tasks of other lengths (12 and
   13 steps): a configuration whose task has ended takes no more steps, also
   with one step per dispatch (the CNN on the CPU), where the step is not in
   a loop that its count stops."""
+
   def validation_stream(seed):
     return streams.validation_tasks(stream(seed)[:2], 0.2, seed)
 
-  assert ([t.num_train // 16 for t in validation_stream(0)]
-          != [t.num_train // 16 for t in validation_stream(1)])
-  runs = [engine.Run(
+  assert [t.num_train // 16 for t in validation_stream(0)] != [
+    t.num_train // 16 for t in validation_stream(1)
+  ]
+  runs = [
+    engine.Run(
       functools.partial(models.make_model, model, (8, 8, 1), 10, seed),
-      validation_stream(seed), methods.sgd_method(0.1),
-                     dataclasses.replace(CONFIG, seed=seed)) for seed in (0, 1)]
+      validation_stream(seed),
+      methods.make_method('sgd', learning_rate=0.1),
+      dataclasses.replace(CONFIG, seed=seed),
+    )
+    for seed in (0, 1)
+  ]
   _assert_same_as_separate_runs(
-      runs, engine.train_sweep(runs, steps_per_call=steps_per_call),
-      steps_per_call=steps_per_call)
+    runs,
+    engine.train(runs, steps_per_call=steps_per_call),
+    steps_per_call=steps_per_call,
+  )
 
 
 def test_the_train_step_compiles_once_for_a_sweep_of_five_tasks(caplog):
   tasks = streams.split(load_digits(), scenario='task')
   assert len({t.num_train for t in tasks}) > 1
-  runs = [engine.Run(mlp(seed, hidden=(37,)), tasks,
-                     methods.make_method('adam'), CONFIG)
-          for seed in range(3)]
+  runs = [
+    engine.Run(mlp(seed, hidden=(37,)), tasks, methods.make_method('adam'), CONFIG)
+    for seed in range(3)
+  ]
   with jax.log_compiles(), caplog.at_level('WARNING'):
-    engine.train_sweep(runs, steps_per_call=5)
-  assert sum(r.getMessage().startswith('Compiling jit(stacked_train_steps)')
-             for r in caplog.records) == 1
+    engine.train(runs, steps_per_call=5)
+  assert (
+    sum(
+      r.getMessage().startswith('Compiling jit(stacked_train_steps)')
+      for r in caplog.records
+    )
+    == 1
+  )
 
 
 def test_a_sweep_of_another_shape_is_refused_before_training(tmp_path):
   tasks = stream(0)
   with pytest.raises(ValueError, match='Method.structure'):
-    engine.train_sweep([
-        engine.Run(mlp(0), tasks, methods.classp_method(power=1.0)),
-        engine.Run(mlp(0), tasks, methods.classp_method(power=2.0))])
+    engine.train(
+      [
+        engine.Run(mlp(0), tasks, methods.make_method('classp', power=1.0)),
+        engine.Run(mlp(0), tasks, methods.make_method('classp', power=2.0)),
+      ]
+    )
   with pytest.raises(ValueError, match='Method.structure'):
-    engine.train_sweep([
-        engine.Run(mlp(0), tasks, methods.sgd_method(momentum=0.0)),
-        engine.Run(mlp(0), tasks, methods.sgd_method(momentum=0.9))])
+    engine.train(
+      [
+        engine.Run(mlp(0), tasks, methods.make_method('sgd', momentum=0.0)),
+        engine.Run(mlp(0), tasks, methods.make_method('sgd', momentum=0.9)),
+      ]
+    )
   with pytest.raises(ValueError, match='config.batch_size'):
-    engine.train_sweep([
-        engine.Run(mlp(0), tasks, methods.adam_method(), CONFIG),
-        engine.Run(mlp(0), tasks, methods.adam_method(),
-                       dataclasses.replace(CONFIG, batch_size=32))])
+    engine.train(
+      [
+        engine.Run(mlp(0), tasks, methods.make_method('adam'), CONFIG),
+        engine.Run(
+          mlp(0),
+          tasks,
+          methods.make_method('adam'),
+          dataclasses.replace(CONFIG, batch_size=32),
+        ),
+      ]
+    )
   with pytest.raises(ValueError, match=r'runs\[1\].*another shape'):
-    engine.train_sweep([
-        engine.Run(mlp(0), tasks, methods.adam_method(), CONFIG),
-        engine.Run(mlp(0, hidden=(16,)), tasks, methods.adam_method(),
-                       CONFIG)])
+    engine.train(
+      [
+        engine.Run(mlp(0), tasks, methods.make_method('adam'), CONFIG),
+        engine.Run(mlp(0, hidden=(16,)), tasks, methods.make_method('adam'), CONFIG),
+      ]
+    )
   with pytest.raises(ValueError, match='at least one'):
-    engine.train_sweep([])
+    engine.train([])

@@ -1,5 +1,6 @@
 """Continual learning with Flax: data, task streams, models, the training
-engine, metrics, checkpoints, and the ``classp-continual`` command.
+engine, the catalogue of methods, metrics, checkpoints, and the
+``classp-continual`` command.
 
 Needs the ``continual`` extra: ``pip install "classp-optax[continual]"``.
 """
@@ -7,12 +8,13 @@ Needs the ``continual`` extra: ``pip install "classp-optax[continual]"``.
 from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.engine import Run
 from classp_optax.continual.engine import train
-from classp_optax.continual.engine import train_continual
-from classp_optax.continual.engine import train_sweep
 from classp_optax.continual.hooks import Hook
-from classp_optax.continual.methods import Method
+from classp_optax.continual.method import Method
 from classp_optax.continual.methods import make_method
+from classp_optax.continual.methods import register_method
+from classp_optax.continual.methods import register_optimizer
 from classp_optax.continual.results import RunResult
+from classp_optax.continual.settings import Setting
 from classp_optax.continual.streams import Task
 
 __all__ = [
@@ -20,10 +22,11 @@ __all__ = [
     'Method',
     'Run',
     'RunResult',
+    'Setting',
     'Task',
     'TrainConfig',
     'make_method',
+    'register_method',
+    'register_optimizer',
     'train',
-    'train_continual',
-    'train_sweep',
 ]

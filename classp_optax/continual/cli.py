@@ -14,7 +14,6 @@ folder; checkpoints go to its ``checkpoints/<method>/``.
 """
 
 import argparse
-import ast
 import dataclasses
 import functools
 import itertools
@@ -38,7 +37,9 @@ from classp_optax.continual.suites import SUITES
 
 
 def parse_overrides(items) -> dict[str, dict]:
-  """``['classp.learning_rate=0.1', ...]`` -> ``{'classp': {...}}``."""
+  """``['classp.learning_rate=0.1', ...]`` -> ``{'classp':
+  {'learning_rate': '0.1'}}``: the texts, which :func:`_values` parses as
+  each setting's declaration says."""
   overrides: dict[str, dict] = {}
   for item in items:
     key, sep, value = item.partition('=')
@@ -48,21 +49,20 @@ def parse_overrides(items) -> dict[str, dict]:
           f'--set takes METHOD.NAME=VALUE, e.g. classp.threshold=0.5; got '
           f'{item!r}.'
       )
-    overrides.setdefault(method, {})[name] = _literal(value)
+    overrides.setdefault(method, {})[name] = value
   return overrides
 
 
-def _literal(text: str):
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text  # a bare word, such as online
+def _values(label: str, texts: dict) -> dict:
+  """Method ``label``'s settings from their texts (a misspelt name is an
+  error with the closest one)."""
+  return methods.parse_settings(label, texts)
 
 
 def parse_sweeps(items) -> dict[str, list[dict]]:
   """``['classp.learning_rate=0.01,0.1', 'classp.threshold=0,1e-5']`` ->
-  ``{'classp': [{'learning_rate': 0.01, 'threshold': 0}, ...]}``: every
-  combination of the values given for each method."""
+  ``{'classp': [{'learning_rate': '0.01', 'threshold': '0'}, ...]}``: every
+  combination of the values given for each method, as texts."""
   axes: dict[str, dict] = {}
   for item in items:
     key, sep, values = item.partition('=')
@@ -73,7 +73,7 @@ def parse_sweeps(items) -> dict[str, list[dict]]:
           f'classp.learning_rate=0.01,0.1; got {item!r}.')
     if name in axes.get(method, {}):
       raise ValueError(f'--sweep names {key} twice.')
-    axes.setdefault(method, {})[name] = [_literal(v) for v in values.split(',')]
+    axes.setdefault(method, {})[name] = values.split(',')
   return {method: [dict(zip(grid, values, strict=True))
                    for values in itertools.product(*grid.values())]
           for method, grid in axes.items()}
@@ -99,12 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter,
       epilog='benchmarks:\n' + '\n'.join(
           f'  {name:{width}}  {suite.description}'
-          for name, suite in SUITES.items()),
+          for name, suite in SUITES.items()) + '\n\n' + _methods_epilog(),
   )
   _add_stream_arguments(parser.add_argument_group('the stream of tasks'))
   _add_method_arguments(parser.add_argument_group('methods and runs'))
   _add_output_arguments(parser.add_argument_group('output and checkpoints'))
   return parser
+
+
+def _methods_epilog() -> str:
+  """Every method of the catalogue with its settings' names."""
+  width = max(map(len, methods.METHODS))
+  return ('methods and their settings (--list-settings: defaults, accepted '
+          'values, meaning):\n' + '\n'.join(
+              f'  {name:{width}}  {", ".join(methods.settings_of(name))}'
+              for name in methods.METHODS))
 
 
 def _add_stream_arguments(group):
@@ -137,7 +146,8 @@ def _add_stream_arguments(group):
 
 def _add_method_arguments(group):
   group.add_argument('--methods', default='classp,ewc,si,sgd,adam,replay',
-                     help=f'comma-separated, from {sorted(methods.METHODS)}; '
+                     help=f'comma-separated, from {sorted(methods.METHODS)} '
+                          '(and any registered with register_method); '
                           'NAME:LABEL adds a labelled variant')
   group.add_argument('--set', action='append', default=[], metavar='M.K=V',
                      help='a hyperparameter, e.g. ewc.strength=1000 or '
@@ -230,9 +240,9 @@ def choose_methods(args, suite, scenario=None) -> list[methods.Method]:
   unknown = sorted(set(overrides) - set(labels))
   if unknown:
     raise ValueError(f'--set names methods not in --methods: {unknown}.')
-  return [methods.make_method(label, **{**suite.defaults_for(label, scenario),
-                                        **overrides.get(label, {})})
-          for label in labels]
+  return [methods.make_method(label, **{
+      **suite.defaults_for(label, scenario),
+      **_values(label, overrides.get(label, {}))}) for label in labels]
 
 
 def checkpoint_folder(out: pathlib.Path, method: methods.Method) -> pathlib.Path:
@@ -241,7 +251,7 @@ def checkpoint_folder(out: pathlib.Path, method: methods.Method) -> pathlib.Path
 
 def _check_earlier_runs(args, out, chosen) -> None:
   """Refuses to train over an earlier run's checkpoints unless told what to
-  do with them; with --overwrite, deletes them."""
+  do with them (--overwrite deletes them once the run starts)."""
   earlier = [checkpoint_folder(out, m) for m in chosen
              if checkpoint_folder(out, m).exists()]
   if earlier and not (args.resume or args.overwrite):
@@ -249,9 +259,6 @@ def _check_earlier_runs(args, out, chosen) -> None:
         f'{", ".join(map(str, earlier))} hold an earlier run\'s checkpoints. '
         'Pass --resume to continue that run, or --overwrite to delete them '
         'and start again.')
-  if args.overwrite:
-    for folder in earlier:
-      shutil.rmtree(folder)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,12 +286,15 @@ class Plan:
   out: pathlib.Path
   settings: dict  # what the results of every method share
 
-  def config(self, seed: int) -> config_lib.TrainConfig:
+  def config(self, seed: int, data_devices: int = 1
+             ) -> config_lib.TrainConfig:
+    """A run's configuration; its evaluation batches are split over
+    ``data_devices`` (the mesh's data axis)."""
     return config_lib.TrainConfig(
         epochs=self.epochs,
         batch_size=self.args.batch_size or self.suite.batch_size, seed=seed,
         steps_per_task=self.steps_per_task,
-        eval_batch_size=1000 - 1000 % jax.device_count())
+        eval_batch_size=1000 - 1000 % data_devices)
 
 
 def _configurations(args, suite, scenario, chosen) -> dict:
@@ -297,15 +307,16 @@ def _configurations(args, suite, scenario, chosen) -> dict:
   overrides = parse_overrides(args.set)
   runs = {}
   for method in chosen:
-    runs[method.label] = [
+    label = method.label
+    settings = {**suite.defaults_for(label, scenario),
+                **_values(label, overrides.get(label, {}))}
+    swept = [_values(label, texts) for texts in sweeps.get(label, [{}])]
+    runs[label] = [
         Configuration(
-            methods.make_method(method.label, **{
-                **suite.defaults_for(method.label, scenario),
-                **overrides.get(method.label, {}), **values}) if values
+            methods.make_method(label, **{**settings, **values}) if values
             else method, seed, dict(values, **({'seed': seed} if seeds
                                                else {})))
-        for seed in seeds or [args.seed]
-        for values in sweeps.get(method.label, [{}])]
+        for seed in seeds or [args.seed] for values in swept]
     engine.check_structure([c.method for c in runs[method.label]])
   return runs
 
@@ -364,18 +375,21 @@ def train_all(plan: Plan) -> list[results_lib.RunResult]:
   plan.out.mkdir(parents=True, exist_ok=True)
   trained = []
   for configurations in plan.runs.values():
+    mesh = placement.mesh_for(len(configurations), jax.devices())
     runs = [engine.Run(
         functools.partial(models.make_model, plan.model, image_shape,
                           num_outputs, c.seed, hidden=plan.suite.hidden,
                           init=plan.init),
-        tasks_for(c.seed), c.method, plan.config(c.seed))
+        tasks_for(c.seed), c.method, plan.config(c.seed, mesh.shape['data']))
         for c in configurations]
+    folder = checkpoint_folder(plan.out, configurations[0].method)
+    if args.overwrite and folder.exists():
+      shutil.rmtree(folder)
     fingerprint = dict(plan.settings, runs=[
         dict(method=c.method.label, hyperparams=c.method.hyperparams,
              seed=c.seed) for c in configurations])
     done = engine.train(
-        runs, mesh=placement.mesh_for(len(runs), jax.devices()),
-        checkpoint_dir=checkpoint_folder(plan.out, configurations[0].method),
+        runs, mesh=mesh, checkpoint_dir=folder,
         fingerprint=fingerprint, checkpoint_every_steps=args.checkpoint_every,
         checkpoint_every_seconds=60 * args.checkpoint_minutes,
         progress=not args.no_progress)

@@ -27,7 +27,9 @@ run does.
 
 from collections.abc import Callable
 from collections.abc import Sequence
+import contextlib
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -50,11 +52,13 @@ from classp_optax.continual.checkpoint import RunCheckpointer
 from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.config import check_config
 from classp_optax.continual.config import task_order
-from classp_optax.continual.methods import Method
+from classp_optax.continual.method import Method
 from classp_optax.continual.results import DivergenceWarning
 from classp_optax.continual.results import RunResult
 from classp_optax.continual.streams import Task
 
+# What a run's time is spent on (RunResult.phase_seconds).
+PHASES = ('train', 'end_task', 'evaluation')
 # Train steps per dispatch, at most. The losses are checked for
 # finiteness, the progress reported and a due checkpoint written between
 # dispatches.
@@ -153,6 +157,10 @@ class _Ledger:
   readouts: list  # per configuration, {name: [value after each task]}
   diverged: list  # per configuration, where it stopped, or None
   wall_time: float = 0.0
+  # Seconds in each phase: training (the task's start and its steps), the
+  # hooks' end of the task, and scoring the test sets.
+  phases: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(
+      PHASES, 0.0))
 
   @classmethod
   def empty(cls, num_configs: int, num_tasks: int) -> '_Ledger':
@@ -180,7 +188,7 @@ class _Ledger:
     kept = self.accuracy[:, :rows]
     return dict(accuracy=np.where(np.isfinite(kept), kept, None).tolist(),
                 readouts=self.readouts, diverged=self.diverged,
-                wall_time=self.wall_time)
+                wall_time=self.wall_time, phases=self.phases)
 
   def load(self, record: dict) -> None:
     rows = np.asarray(record['accuracy'], float).reshape(
@@ -188,6 +196,7 @@ class _Ledger:
     self.accuracy[:, :rows.shape[1]] = rows
     self.readouts, self.diverged = record['readouts'], record['diverged']
     self.wall_time = record['wall_time']
+    self.phases = record.get('phases', self.phases)
 
 
 _PACKAGE_DIR = os.path.dirname(__file__)
@@ -248,6 +257,8 @@ class _Engine:
         raise ValueError(
             f'runs[{k}] builds a model or optimizer state of another shape '
             'than runs[0]; a sweep stacks them.')
+    jax.eval_shape(functools.partial(hooklib.readouts,
+                                     self.runs[0].method.hooks), states[0])
     self.initial_state = hooklib.stack(states)
     self.hooks = self.place.configs(hooklib.stack(
         [r.method.hooks for r in self.runs]))
@@ -360,12 +371,8 @@ class _Engine:
 
   def _end_task(self, state, t: int, shared: bool, data):
     """The hooks' end of task ``t``, the finiteness checks and read-outs."""
-    plans = self.place.configs(hooklib.stack([
-        tuple(hook.plan(tasks, t, r.config.seed) for hook in r.method.hooks)
-        for r, tasks in zip(self.runs, self.train_tasks, strict=True)]))
-    state, values, before, after = compiled.end_tasks(
-        self.eval_graphdef, self.example_loss, self.hooks, state, data, plans,
-        shared_data=shared)
+    state, values, before, after = self._end_task_program(state, t, shared,
+                                                          data)
     values = jax.tree.map(np.asarray, values)
     before, after = np.asarray(before), np.asarray(after)
     for k in self.ledger.live:
@@ -383,6 +390,20 @@ class _Engine:
             mine, t, label, trains_after=t < self.num_tasks - 1):
           warnings.warn(message, category, stacklevel=_user_stacklevel())
     return state
+
+  def _end_task_program(self, state, t: int, shared: bool, data):
+    """The hooks' end of task ``t``: the new state, the read-outs, and
+    whether the state was finite before and after; only the finiteness
+    check where no hook acts there."""
+    if not any(map(hooklib.acts_at_task_end, self.runs[0].method.hooks)):
+      finite = compiled.finite_states(state)
+      return state, {}, finite, finite
+    plans = self.place.configs(hooklib.stack([
+        tuple(hook.plan(tasks, t, r.config.seed) for hook in r.method.hooks)
+        for r, tasks in zip(self.runs, self.train_tasks, strict=True)]))
+    return compiled.end_tasks(self.eval_graphdef, self.example_loss,
+                              self.hooks, state, data, plans,
+                              shared_data=shared)
 
   def _score(self, state, t: int) -> None:
     """Row ``t`` of every live configuration's accuracy matrix."""
@@ -433,12 +454,16 @@ class _Engine:
       for t in range(first_task, self.num_tasks):
         if not self.ledger.live:
           break
-        if t > first_task or first_step == 0:
-          state = compiled.start_tasks(self.tx, self.hooks, state, jnp.int32(t))
-        state, shared, data = self._train_task(
-            state, t, first_step if t == first_task else 0, clock)
-        state = self._end_task(state, t, shared, data)
-        self._score(state, t)
+        with self._phase('train'):
+          if t > first_task or first_step == 0:
+            state = compiled.start_tasks(self.tx, self.hooks, state,
+                                         jnp.int32(t))
+          state, shared, data = self._train_task(
+              state, t, first_step if t == first_task else 0, clock)
+        with self._phase('end_task'):
+          state = self._end_task(state, t, shared, data)
+        with self._phase('evaluation'):
+          self._score(state, t)
         self.ledger.wall_time = clock.elapsed()
         if self.checkpointer is not None:
           self._save(state, t, int(self.timeline[t]), clock)
@@ -447,6 +472,14 @@ class _Engine:
       if self.checkpointer is not None:
         self.checkpointer.close()
     return self._results(self.place.unpad(state))
+
+  @contextlib.contextmanager
+  def _phase(self, name: str):
+    """Adds the time of the block to phase ``name``; each phase ends by
+    reading its results on the host, so its work is done when it ends."""
+    start = time.perf_counter()
+    yield
+    self.ledger.phases[name] += time.perf_counter() - start
 
   def _results(self, states: list) -> list[RunResult]:
     results = []
@@ -460,6 +493,8 @@ class _Engine:
           accuracy=self.ledger.accuracy[k],
           state_bytes=tree_bytes((mine.opt_state, mine.extras)),
           wall_time=self.ledger.wall_time / len(self.runs),
+          phase_seconds={name: seconds / len(self.runs)
+                         for name, seconds in self.ledger.phases.items()},
           readouts=self.ledger.readouts[k], bounds=bounds,
           majority_accuracy=[evaluation.majority_accuracy(task)
                              for task in r.tasks],
@@ -489,7 +524,7 @@ class _Clock:
 
 
 def train(
-    runs: Sequence[Run],
+    runs: Run | Sequence[Run],
     *,
     example_loss: Callable = compiled.masked_cross_entropy,
     example_score: Callable = compiled.correct,
@@ -502,12 +537,13 @@ def train(
     progress: bool = False,
     steps_per_call: int | None = None,
 ) -> list[RunResult]:
-  """Trains every configuration of ``runs`` on its stream, all at once.
+  """Trains every configuration of ``runs`` on its stream, all at once: the
+  one way to train, a single run being a sweep of one.
 
   Args:
-    runs: the configurations; they share the method's ``sweep_structure``,
-      the batch sizes and the number of tasks (ValueError otherwise, before
-      anything is built).
+    runs: a :class:`Run`, or the configurations; they share the method's
+      ``sweep_structure``, the batch sizes and the number of tasks
+      (ValueError otherwise, before anything is built).
     example_loss: ``example_loss(outputs, targets, train_masks)``, each
       example's loss (default: cross-entropy over the outputs row
       ``targets[i]`` of ``train_masks`` names). A step minimises their mean
@@ -522,8 +558,10 @@ def train(
     checkpoint_every_seconds: also checkpoint within a task once this much
       time has passed since the last checkpoint (None: never).
     mesh: where to train: a mesh of :data:`placement.AXES` (or of one
-      ``'data'`` axis); default :func:`placement.mesh_for` on every local
-      device.
+      ``'data'`` axis, to split a single run's batches); default: one
+      local device per configuration as far as they go
+      (:func:`placement.mesh_for`), batches not split, so that results do
+      not depend on how many devices there are.
     on_step: called as ``on_step(task, step, losses)`` for every step, with
       ``step`` counted from 1 within the task and ``losses`` one per
       configuration (NaN for one whose task has ended), after the dispatch
@@ -533,56 +571,23 @@ def train(
       depend on it. Default: :func:`default_steps_per_call`.
 
   Returns:
-    One :class:`RunResult` per configuration, in order. Its ``wall_time``
+    The :class:`RunResult` of a single ``Run``; else one per configuration,
+    in order. Its ``wall_time``
     is the run's divided by the number of configurations.
   """
-  runs = list(runs)
-  mesh = (placing.mesh_for(len(runs)) if mesh is None
-          else placing.as_engine_mesh(mesh))
+  single = isinstance(runs, Run)
+  runs = [runs] if single else list(runs)
+  if not runs:
+    raise ValueError('train: runs is empty; give at least one Run.')
+  mesh = (placing.mesh_for(len(runs), jax.local_devices()[:len(runs)])
+          if mesh is None else placing.as_engine_mesh(mesh))
   check_runs(runs, mesh.shape['data'], checkpoint_every_steps,
              checkpoint_every_seconds, steps_per_call)
   checkpointer = None
   if checkpoint_dir is not None:
     checkpointer = RunCheckpointer(
         checkpoint_dir, fingerprint or default_fingerprint(runs))
-  return _Engine(runs, mesh, example_loss, example_score, checkpointer,
-                 checkpoint_every_steps, checkpoint_every_seconds, on_step,
-                 progress, steps_per_call).run()
-
-
-def train_continual(
-    make_model: Callable[[], nnx.Module],
-    tasks: Sequence[Task],
-    method: Method,
-    config: TrainConfig | None = None,
-    *,
-    mesh: Mesh | None = None,
-    on_step: Callable[[int, int, float], None] | None = None,
-    run_fingerprint: dict | None = None,
-    **options,
-) -> RunResult:
-  """Trains ``method`` on ``tasks`` in order: :func:`train` of one
-  configuration, on one device unless ``mesh`` (with a ``'data'`` axis)
-  splits its batches. ``on_step(task, step, loss)`` gets the loss as a
-  float; ``run_fingerprint`` is :func:`train`'s ``fingerprint``; the other
-  options are :func:`train`'s."""
-  if mesh is None:
-    mesh = placing.mesh_for(1, jax.local_devices()[:1])
-  report = None
-  if on_step is not None:
-    report = lambda task, step, losses: on_step(task, step, float(losses[0]))
-  return train([Run(make_model, tasks, method, config or TrainConfig())],
-               mesh=mesh,
-               on_step=report, fingerprint=run_fingerprint, **options)[0]
-
-
-def train_sweep(runs: Sequence[Run], *,
-                devices: Sequence[jax.Device] | None = None,
-                run_fingerprint: dict | None = None,
-                **options) -> list[RunResult]:
-  """:func:`train` of ``runs`` on ``devices`` (default: every local
-  device), one configuration a device as far as they go
-  (:func:`placement.mesh_for`)."""
-  runs = list(runs)
-  mesh = placing.mesh_for(max(len(runs), 1), devices)
-  return train(runs, mesh=mesh, fingerprint=run_fingerprint, **options)
+  results = _Engine(runs, mesh, example_loss, example_score, checkpointer,
+                    checkpoint_every_steps, checkpoint_every_seconds, on_step,
+                    progress, steps_per_call).run()
+  return results[0] if single else results

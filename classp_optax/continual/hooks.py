@@ -1,6 +1,6 @@
 """What a method does besides its optimizer's update: hooks the engine calls.
 
-A method (:class:`~classp_optax.continual.methods.Method`) is an Optax
+A method (:class:`~classp_optax.continual.method.Method`) is an Optax
 transform and a tuple of hooks. The engine calls every hook at every event
 and knows no method: CLASSP's per-task schedule, EWC's and SI's
 consolidation, a replay buffer and the read-outs after each task are all
@@ -151,12 +151,26 @@ def each(hooks, state: TrainState, event: Callable) -> TrainState:
 
 
 def readouts(hooks, state: TrainState) -> dict:
-  """Every hook's read-outs, by name."""
-  values = {}
+  """Every hook's read-outs, by name; ValueError where two hooks read out
+  the same name (one would hide the other)."""
+  values, owners = {}, {}
   for hook, extra in zip(hooks, state.extras, strict=True):
-    values.update(hook.readouts(HookState(state.params, state.opt_state,
-                                          extra)))
+    for name, value in hook.readouts(HookState(state.params, state.opt_state,
+                                               extra)).items():
+      if name in values:
+        raise ValueError(
+            f'hooks {owners[name]} and {type(hook).__name__} both read out '
+            f'{name!r}; give one of them another name.')
+      values[name], owners[name] = value, type(hook).__name__
   return values
+
+
+def acts_at_task_end(hook: Hook) -> bool:
+  """Whether ``hook`` does anything after a task (plans, changes the state
+  or reads out): if no hook does, the engine compiles no end-of-task
+  program."""
+  return any(getattr(type(hook), event) is not getattr(Hook, event)
+             for event in ('plan', 'end_task', 'readouts'))
 
 
 @jax.jit

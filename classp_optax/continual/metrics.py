@@ -67,3 +67,12 @@ def summarize(accuracy) -> dict:
       'backward_transfer': backward_transfer(accuracy),
       'learning_accuracy': learning_accuracy(accuracy),
   }
+
+
+def mean_and_spread(values) -> tuple[float, float]:
+  """The mean of ``values`` over seeds and their spread: the standard
+  deviation (``ddof=0``), as every table here shows them."""
+  values = np.asarray(values, dtype=np.float64)
+  if values.size == 0:
+    raise ValueError('mean_and_spread needs at least one value.')
+  return float(values.mean()), float(values.std())

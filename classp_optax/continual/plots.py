@@ -3,11 +3,8 @@ configuration, seeds as a mean and a band, panels in a grid."""
 
 import warnings
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from matplotlib.figure import Figure
+import numpy as np
 
 COLUMNS = 4
 
@@ -57,10 +54,13 @@ def _draw(ax, runs: list) -> None:
   ax.set_xticks(stages[::-(-len(stages) // 10)])  # at most 10 labels
 
 
-def plot_accuracy_curves(results, path, title: str = '') -> None:
-  """Writes a PNG of ``R[i, j]`` against stage ``i``, a line per task ``j``
+def plot_accuracy_curves(results, path=None, title: str = '') -> Figure:
+  """The figure of ``R[i, j]`` against stage ``i``, a line per task ``j``
   drawn from the stage it was learnt; a panel per configuration (its seeds
-  as a mean and a band), at most :data:`COLUMNS` panels a row."""
+  as a mean and a band), at most :data:`COLUMNS` panels a row. Written as a
+  PNG to ``path`` if given. It is a ``matplotlib.figure.Figure`` of its
+  own: pyplot's state and backend are left as they are (a notebook shows
+  the returned figure as its cell's value)."""
   panels = _panels(results)
   columns = min(len(panels), COLUMNS)
   rows = -(-len(panels) // columns)
@@ -68,9 +68,8 @@ def plot_accuracy_curves(results, path, title: str = '') -> None:
           for r in results]
   low = np.nanmin(np.concatenate(seen)) if seen else 0.0
   low = max(0.0, np.floor((low - 0.02) * 10) / 10) if np.isfinite(low) else 0.0
-  fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns,
-                                                   3.0 * rows + 0.5),
-                           sharey=True, squeeze=False)
+  fig = Figure(figsize=(3.6 * columns, 3.0 * rows + 0.5))
+  axes = fig.subplots(rows, columns, sharey=True, squeeze=False)
   for ax, (name, runs) in zip(axes.flat, panels.items(), strict=False):
     _draw(ax, runs)
     ax.set_title(_title(name, runs), fontsize=9)
@@ -91,5 +90,6 @@ def plot_accuracy_curves(results, path, title: str = '') -> None:
     fig.suptitle(title, fontsize=11)
   bottom = 0.4 / (3.0 * rows + 0.5) if len(labels) <= 10 else 0
   fig.tight_layout(rect=(0, bottom, 1, 1))
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  if path is not None:
+    fig.savefig(path, dpi=110)
+  return fig

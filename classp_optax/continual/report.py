@@ -4,8 +4,7 @@ and ``results.json``, which keeps every method a folder's runs trained."""
 import json
 import pathlib
 
-import numpy as np
-
+from classp_optax.continual import metrics
 from classp_optax.continual import plots
 from classp_optax.continual.results import CHANCE_MARGIN
 from classp_optax.continual.results import RunResult
@@ -30,7 +29,7 @@ def format_spread(results) -> str:
     cells = []
     for key in ('average_accuracy', 'forgetting', 'learning_accuracy'):
       values = [s[key] for s in finished]
-      cells.append(f'{np.mean(values):.3f} ± {np.std(values):.3f}'
+      cells.append('{:.3f} ± {:.3f}'.format(*metrics.mean_and_spread(values))
                    if values else 'diverged')
     diverged = len(runs) - len(finished)
     lines.append(f'{name:{width}} {len(finished):5d} ' + ' '.join(

@@ -28,14 +28,18 @@ class RunResult:
       ``i``; NaN from the task where the run diverged.
     state_bytes: what the method keeps besides the weights: the
       optimizer's state and the hooks' (a replay buffer).
-    readouts: ``{name: [value after each task]}``, from the method's hooks
-      (``stiffness``, ``capacity_used``); ``bounds`` the values past which
-      they warn.
+    readouts: ``{name: [value after each task]}``, every read-out of the
+      method's hooks (``stiffness``, ``capacity_used``, a buffer's
+      ``stored``); ``bounds`` the values past which they warn. Both are in
+      ``to_json``.
     majority_accuracy: per task, the accuracy of always answering its most
       frequent test label (None for targets that are not labels).
     diverged: where the run stopped, or None.
     swept: in a sweep, what sets this run apart: the swept hyperparameters
       and the seed.
+    phase_seconds: where ``wall_time`` went: ``train`` (the tasks' starts
+      and steps), ``end_task`` (the hooks' end of each task), ``evaluation``
+      (scoring the test sets), divided as ``wall_time`` is.
   """
 
   method: str
@@ -49,6 +53,7 @@ class RunResult:
   majority_accuracy: list = dataclasses.field(default_factory=list)
   diverged: dict | None = None
   swept: dict = dataclasses.field(default_factory=dict)
+  phase_seconds: dict = dataclasses.field(default_factory=dict)
   model: nnx.Module | None = dataclasses.field(default=None, repr=False)
   opt_state: object = dataclasses.field(default=None, repr=False)
   hook_states: tuple = dataclasses.field(default=(), repr=False)
@@ -91,10 +96,10 @@ class RunResult:
         accuracy=np.array(row['accuracy'], dtype=float),
         state_bytes=row['state_bytes'], wall_time=row['wall_time'],
         readouts=row.get('readouts', {}),
-        bounds=({'stiffness': row['stiffness_bound']}
-                if row.get('stiffness_bound') is not None else {}),
+        bounds=row.get('bounds', {'stiffness': row['stiffness_bound']}
+                       if row.get('stiffness_bound') is not None else {}),
         majority_accuracy=row['majority_accuracy'], diverged=row['diverged'],
-        swept=row.get('swept', {}))
+        swept=row.get('swept', {}), phase_seconds=row.get('phase_seconds', {}))
 
   def to_json(self) -> dict:
     return dict(
@@ -106,6 +111,8 @@ class RunResult:
         stiffness=self.stiffness,
         stiffness_bound=self.bounds.get('stiffness'),
         capacity_used=self.capacity_used, readouts=self.readouts,
+        bounds=self.bounds,
         majority_accuracy=self.majority_accuracy, not_learnt=self.not_learnt,
-        diverged=self.diverged, swept=self.swept, **self.summary,
+        diverged=self.diverged, swept=self.swept,
+        phase_seconds=self.phase_seconds, **self.summary,
     )

@@ -189,6 +189,13 @@ def end_tasks(graphdef, example_loss, hooks, state, data, plans, *,
       hooks, state, data, plans)
 
 
+@jax.jit
+def finite_states(state):
+  """Whether each configuration's state is finite: the end of a task for a
+  method none of whose hooks acts there."""
+  return over_configs(hooklib.all_finite, (True,))(state)
+
+
 def _correct_count(graphdef, example_score, params, rest, inputs, labels,
                    valid, logit_mask):
   """The summed score of a test set in ``(batches, batch_size, ...)``

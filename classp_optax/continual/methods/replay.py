@@ -32,6 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from classp_optax.continual import hooks as hooklib
+from classp_optax.continual.methods import optimizers
+from classp_optax.continual.methods.catalogue import register_method
+from classp_optax.continual.methods.plain import learning_rate
+from classp_optax.continual.settings import Integer
+from classp_optax.continual.settings import Setting
 
 
 class ReplayBuffer(NamedTuple):
@@ -119,3 +124,20 @@ class Replay(hooklib.Hook):
     if not self.budget:
       return {}
     return {'stored': jnp.sum(state.extra.stored).astype(jnp.float32)}
+
+
+def replay_method(budget, learning_rate, optimizer, **settings):
+  """Experience replay of at most ``budget`` stored examples per class, on
+  an optimizer of the table (Adam by default, as van de Ven & Tolias
+  train)."""
+  values = dict(settings, optimizer=optimizer, learning_rate=learning_rate)
+  return optimizers.on_optimizer(
+      'replay', optimizers.build, values, recorded=dict(budget=budget),
+      hooks=(Replay(budget=budget),))[0]
+
+
+register_method('replay', replay_method, (
+    Setting('budget', 100, 'stored examples per class', Integer(0)),
+    learning_rate(1e-3, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
+    optimizers.optimizer_setting('adam'),
+), on_optimizer=True)
