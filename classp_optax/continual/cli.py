@@ -32,6 +32,7 @@ from classp_optax.continual import models
 from classp_optax.continual import placement
 from classp_optax.continual import report
 from classp_optax.continual import results as results_lib
+from classp_optax.continual import runs as runs_lib
 from classp_optax.continual import streams
 from classp_optax.continual.suites import SUITES
 
@@ -317,7 +318,7 @@ def _configurations(args, suite, scenario, chosen) -> dict:
             else method, seed, dict(values, **({'seed': seed} if seeds
                                                else {})))
         for seed in seeds or [args.seed] for values in swept]
-    engine.check_structure([c.method for c in runs[method.label]])
+    runs_lib.check_structure([c.method for c in runs[method.label]])
   return runs
 
 

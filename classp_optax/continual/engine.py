@@ -28,10 +28,7 @@ run does.
 from collections.abc import Callable
 from collections.abc import Sequence
 import contextlib
-import dataclasses
 import functools
-import os
-import sys
 import time
 import warnings
 
@@ -49,30 +46,20 @@ from classp_optax.continual import hooks as hooklib
 from classp_optax.continual import placement as placing
 from classp_optax.continual import steps as compiled
 from classp_optax.continual.checkpoint import RunCheckpointer
-from classp_optax.continual.config import TrainConfig
-from classp_optax.continual.config import check_config
 from classp_optax.continual.config import task_order
+from classp_optax.continual.ledger import Clock
+from classp_optax.continual.ledger import Ledger
+from classp_optax.continual.ledger import user_stacklevel
 from classp_optax.continual.method import Method
-from classp_optax.continual.results import DivergenceWarning
 from classp_optax.continual.results import RunResult
-from classp_optax.continual.streams import Task
+from classp_optax.continual.runs import Run
+from classp_optax.continual.runs import check_runs
+from classp_optax.continual.runs import default_fingerprint
 
-# What a run's time is spent on (RunResult.phase_seconds).
-PHASES = ('train', 'end_task', 'evaluation')
 # Train steps per dispatch, at most. The losses are checked for
 # finiteness, the progress reported and a due checkpoint written between
 # dispatches.
 STEPS_PER_CALL = 100
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """One configuration: a model, a stream, a method and how to train it."""
-
-  make_model: Callable[[], nnx.Module]
-  tasks: Sequence[Task]
-  method: Method
-  config: TrainConfig = TrainConfig()
 
 
 def default_steps_per_call(model: nnx.Module) -> int:
@@ -81,54 +68,6 @@ def default_steps_per_call(model: nnx.Module) -> int:
   loop (jax-ml/jax#12868): one step per dispatch is then the fastest."""
   has_conv = any(isinstance(node, nnx.Conv) for _, node in nnx.iter_graph(model))
   return 1 if has_conv and jax.default_backend() == 'cpu' else STEPS_PER_CALL
-
-
-def _check_count(name: str, value) -> None:
-  if value is not None and (isinstance(value, bool)
-                            or not isinstance(value, int) or value < 1):
-    raise ValueError(f'{name} must be None or an integer >= 1, got {value!r}.')
-
-
-def check_structure(methods: Sequence[Method]) -> None:
-  """ValueError unless ``methods`` can train as one program: one
-  ``Method.sweep_structure``, so that only their numeric values differ."""
-  structures = [method.sweep_structure for method in methods]
-  if len(methods) > 1 and (None in structures or len(set(structures)) > 1):
-    raise ValueError(
-        'runs must share one Method.structure and the hooks\' static '
-        'settings (only numeric hyperparameters may differ); got '
-        f'{sorted(set(map(str, structures)))}.')
-
-
-def check_runs(runs: Sequence[Run], data_devices: int = 1,
-               checkpoint_every_steps=None, checkpoint_every_seconds=None,
-               steps_per_call=None) -> None:
-  """ValueError, naming the setting and its range, unless ``runs`` can
-  train together with these settings; nothing is built before."""
-  if not runs:
-    raise ValueError('runs must hold at least one configuration.')
-  check_structure([r.method for r in runs])
-  for name in ('batch_size', 'eval_batch_size'):
-    values = sorted({getattr(r.config, name) for r in runs})
-    if len(values) > 1:
-      raise ValueError(f'runs must share config.{name}; got {values}.')
-  lengths = sorted({len(r.tasks) for r in runs})
-  if len(lengths) > 1:
-    raise ValueError(f'runs must have as many tasks each; got {lengths}.')
-  for r in runs:
-    check_config(r.config, r.tasks, data_devices)
-  _check_count('checkpoint_every_steps', checkpoint_every_steps)
-  if checkpoint_every_seconds is not None and not checkpoint_every_seconds > 0:
-    raise ValueError('checkpoint_every_seconds must be None or > 0, got '
-                     f'{checkpoint_every_seconds}.')
-  _check_count('steps_per_call', steps_per_call)
-
-
-def default_fingerprint(runs: Sequence[Run]) -> dict:
-  """What identifies ``runs`` in their checkpoints, by default."""
-  return dict(runs=[dict(method=r.method.label, hyperparams=r.method.hyperparams,
-                         config=dataclasses.asdict(r.config),
-                         tasks=[task.name for task in r.tasks]) for r in runs])
 
 
 def _same(arrays: list) -> bool:
@@ -147,68 +86,6 @@ def _pure_state(model: nnx.Module, method: Method, seed: int, tasks: list
 def _signature(tree) -> list:
   return [(jax.tree_util.keystr(path), leaf.shape, leaf.dtype)
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
-@dataclasses.dataclass
-class _Ledger:
-  """What the host records of every configuration as the run goes."""
-
-  accuracy: np.ndarray  # (K, T, T)
-  readouts: list  # per configuration, {name: [value after each task]}
-  diverged: list  # per configuration, where it stopped, or None
-  wall_time: float = 0.0
-  # Seconds in each phase: training (the task's start and its steps), the
-  # hooks' end of the task, and scoring the test sets.
-  phases: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(
-      PHASES, 0.0))
-
-  @classmethod
-  def empty(cls, num_configs: int, num_tasks: int) -> '_Ledger':
-    return cls(np.zeros((num_configs, num_tasks, num_tasks)),
-               [{} for _ in range(num_configs)], [None] * num_configs)
-
-  @property
-  def live(self) -> list[int]:
-    return [k for k, d in enumerate(self.diverged) if d is None]
-
-  def stop(self, k: int, record: dict, label: str) -> None:
-    """Configuration ``k`` diverged where ``record`` says: it stops there."""
-    if self.diverged[k] is not None:
-      return
-    self.diverged[k] = record
-    self.accuracy[k, record['task']:] = np.nan
-    warnings.warn(
-        f'{label} diverged in task {record["task"]} at step {record["step"]}: '
-        f'{record["what"]} is not finite. The run stops here; its accuracies '
-        'are not reported.', DivergenceWarning, stacklevel=_user_stacklevel())
-
-  def to_record(self, rows: int) -> dict:
-    """The checkpoint's record, with the first ``rows`` rows of each
-    accuracy matrix."""
-    kept = self.accuracy[:, :rows]
-    return dict(accuracy=np.where(np.isfinite(kept), kept, None).tolist(),
-                readouts=self.readouts, diverged=self.diverged,
-                wall_time=self.wall_time, phases=self.phases)
-
-  def load(self, record: dict) -> None:
-    rows = np.asarray(record['accuracy'], float).reshape(
-        len(self.accuracy), -1, self.accuracy.shape[-1])
-    self.accuracy[:, :rows.shape[1]] = rows
-    self.readouts, self.diverged = record['readouts'], record['diverged']
-    self.wall_time = record['wall_time']
-    self.phases = record.get('phases', self.phases)
-
-
-_PACKAGE_DIR = os.path.dirname(__file__)
-
-
-def _user_stacklevel() -> int:
-  """The ``stacklevel`` that makes a warning issued by the caller point at
-  the first frame outside this toolkit: the user's call."""
-  frame, level = sys._getframe(1), 1
-  while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-    frame, level = frame.f_back, level + 1
-  return level
 
 
 class _Engine:
@@ -234,7 +111,7 @@ class _Engine:
     self.timeline = self.steps.max(axis=0)
     self.max_train = max(task.num_train for tasks in self.train_tasks
                          for task in tasks)
-    self.ledger = _Ledger.empty(len(runs), self.num_tasks)
+    self.ledger = Ledger.empty(len(runs), self.num_tasks)
     self.models = [r.make_model() for r in runs]
     self.steps_per_call = steps_per_call or default_steps_per_call(
         self.models[0])
@@ -388,7 +265,7 @@ class _Engine:
       for hook in self.runs[k].method.hooks:
         for category, message in hook.warnings(
             mine, t, label, trains_after=t < self.num_tasks - 1):
-          warnings.warn(message, category, stacklevel=_user_stacklevel())
+          warnings.warn(message, category, stacklevel=user_stacklevel())
     return state
 
   def _end_task_program(self, state, t: int, shared: bool, data):
@@ -445,7 +322,7 @@ class _Engine:
   def run(self) -> list[RunResult]:
     state, first_task, first_step = self._restore()
     state = self.place.configs(state)
-    clock = _Clock(self.ledger.wall_time)
+    clock = Clock(self.ledger.wall_time)
     self.bar = tqdm(total=int(self.timeline[first_task:].sum()) - first_step,
                     desc=self.runs[0].method.label
                     + (f' x{len(self.runs)}' if len(self.runs) > 1 else ''),
@@ -502,25 +379,6 @@ class _Engine:
           model=nnx.merge(self.graphdef, mine.params, mine.rest),
           opt_state=mine.opt_state, hook_states=mine.extras))
     return results
-
-
-class _Clock:
-  """Wall time of the run (across resumes) and time since the last save."""
-
-  def __init__(self, elapsed_before: float):
-    self.elapsed_before = elapsed_before
-    self.start = self.last_save = time.perf_counter()
-
-  def elapsed(self) -> float:
-    return self.elapsed_before + time.perf_counter() - self.start
-
-  def saved(self) -> None:
-    self.last_save = time.perf_counter()
-
-  def save_due(self, step: int, every_steps, every_seconds) -> bool:
-    return bool((every_steps and step % every_steps == 0)
-                or (every_seconds is not None and time.perf_counter()
-                    - self.last_save >= every_seconds))
 
 
 def train(
