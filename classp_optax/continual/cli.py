@@ -39,8 +39,8 @@ from classp_optax.continual.suites import SUITES
 
 def parse_overrides(items) -> dict[str, dict]:
   """``['classp.learning_rate=0.1', ...]`` -> ``{'classp':
-  {'learning_rate': '0.1'}}``: the texts, which :func:`_values` parses as
-  each setting's declaration says."""
+  {'learning_rate': '0.1'}}``: the texts, which
+  :func:`methods.parse_settings` parses as each setting's declaration says."""
   overrides: dict[str, dict] = {}
   for item in items:
     key, sep, value = item.partition('=')
@@ -52,12 +52,6 @@ def parse_overrides(items) -> dict[str, dict]:
       )
     overrides.setdefault(method, {})[name] = value
   return overrides
-
-
-def _values(label: str, texts: dict) -> dict:
-  """Method ``label``'s settings from their texts (a misspelt name is an
-  error with the closest one)."""
-  return methods.parse_settings(label, texts)
 
 
 def parse_sweeps(items) -> dict[str, list[dict]]:
@@ -243,7 +237,7 @@ def choose_methods(args, suite, scenario=None) -> list[methods.Method]:
     raise ValueError(f'--set names methods not in --methods: {unknown}.')
   return [methods.make_method(label, **{
       **suite.defaults_for(label, scenario),
-      **_values(label, overrides.get(label, {}))}) for label in labels]
+      **methods.parse_settings(label, overrides.get(label, {}))}) for label in labels]
 
 
 def checkpoint_folder(out: pathlib.Path, method: methods.Method) -> pathlib.Path:
@@ -310,8 +304,8 @@ def _configurations(args, suite, scenario, chosen) -> dict:
   for method in chosen:
     label = method.label
     settings = {**suite.defaults_for(label, scenario),
-                **_values(label, overrides.get(label, {}))}
-    swept = [_values(label, texts) for texts in sweeps.get(label, [{}])]
+                **methods.parse_settings(label, overrides.get(label, {}))}
+    swept = [methods.parse_settings(label, texts) for texts in sweeps.get(label, [{}])]
     runs[label] = [
         Configuration(
             methods.make_method(label, **{**settings, **values}) if values

@@ -4,7 +4,8 @@ it accepts, what it does, and the values a tuner tries.
 One :class:`Setting` drives everything that touches it: :func:`make_method`'s
 check (the error names ``method.setting`` and the accepted values),
 ``--list-settings`` and ``--help``, the command's ``--set``/``--sweep``
-parsing (:meth:`Setting.parse`), and the grid :mod:`tuning` searches.
+parsing (:meth:`Setting.parse`), and the grid the tuner
+(``benchmarks/tune.py``, through :func:`methods.tuning_grid`) searches.
 """
 
 import ast

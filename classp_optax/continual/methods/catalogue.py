@@ -86,10 +86,9 @@ def settings_of(label: str) -> dict[str, Setting]:
   ``classp:paper``), ``reset_state`` included."""
   entry = _METHODS[split_label(label)[0]]
   declared = {s.name: s for s in entry.settings}
-  if entry.on_optimizer:
-    declared = {**optimizers.inner_settings(), **declared}
-    declared = {s: declared[s] for s in (*(x.name for x in entry.settings),
-                                         *declared)}
+  if entry.on_optimizer:  # its own declarations first, then the optimizers'
+    declared.update({name: s for name, s in optimizers.inner_settings().items()
+                     if name not in declared})
   return {**declared, RESET_STATE.name: RESET_STATE}
 
 

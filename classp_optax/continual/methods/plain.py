@@ -2,6 +2,8 @@
 their own (fine-tuning, the lower bound).
 """
 
+import dataclasses
+
 import optax
 
 from classp_optax.continual.method import Method
@@ -37,16 +39,16 @@ optimizers.register_optimizer('adagrad', optax.adagrad)
 
 
 def optimizer_method(optimizer: str):
-  """The factory of the method that is optimizer ``optimizer`` alone."""
+  """The factory of the method that is optimizer ``optimizer`` alone; its
+  records hold the learning rate and the optimizer's settings (the name is
+  the method's)."""
 
   def factory(learning_rate, **settings) -> Method:
-    entry = optimizers.OPTIMIZERS[optimizer]
-    return Method.injected(
-        optimizer, optimizers.build, hooks=entry.hooks,
-        static_args=entry.static_args,
-        hyperparams=dict(learning_rate=learning_rate, **settings),
-        optimizer=optimizer, learning_rate=learning_rate,
-        **entry.prepare(settings))
+    method, _ = optimizers.on_optimizer(
+        optimizer, optimizers.build,
+        dict(settings, optimizer=optimizer, learning_rate=learning_rate))
+    return dataclasses.replace(method, hyperparams=dict(
+        learning_rate=learning_rate, **settings))
   return factory
 
 
