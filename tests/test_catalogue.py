@@ -24,6 +24,7 @@ from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.methods import catalogue
 from classp_optax.continual.methods import optimizers
 from classp_optax.continual.settings import Real
+from tests.resume import killed_and_resumed
 
 LEARNING_RATE = Setting('learning_rate', 3e-3, 'step size',
                         Real(0.0, low_open=True, high_open=True))
@@ -114,15 +115,5 @@ def test_a_killed_run_resumes_to_the_same_result(registered, tmp_path):
   run = Run(_mlp(), _tasks(), make_method('lion'), CONFIG)
   straight = train(run)
 
-  class Interrupted(Exception):
-    pass
-
-  def kill(task, step, losses):
-    if (task, step) == (1, 10):
-      raise Interrupted
-
-  with pytest.raises(Interrupted):
-    train(run, checkpoint_dir=tmp_path, checkpoint_every_steps=4,
-          on_step=kill)
-  resumed = train(run, checkpoint_dir=tmp_path)
+  resumed = killed_and_resumed(run, tmp_path)
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)

@@ -39,6 +39,12 @@ BAD = {
     'relative_threshold': (['yes', 1], 'True or False'),
     'fisher_samples': (['abc', 0, 1.5, True], 'an integer >= 1'),
     'budget': (['abc', -1, 1.5, True], 'an integer >= 0'),
+    'buffer_size': (['abc', -1, 1.5, True], 'an integer >= 0'),
+    'minibatch_size': (['abc', 0, 1.5, True], 'an integer >= 1'),
+    'alpha': (['abc', -0.1, float('inf')], '[0.0, inf)'),
+    'beta': (['abc', -0.1, float('inf')], '[0.0, inf)'),
+    'temperature': (['abc', 0.0, -1.0], '(0.0, inf)'),
+    'l2': (['abc', -1e-4, float('inf')], '[0.0, inf)'),
 }
 
 CASES = [(name, parameter, value)

@@ -20,6 +20,7 @@ from classp_optax.continual import streams
 from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.methods.replay import Replay
 from classp_optax.continual.methods.replay import ReplayBuffer
+from tests.resume import killed_and_resumed
 
 CONFIG = configs.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128,
                              seed=3)
@@ -192,22 +193,7 @@ def test_a_killed_replay_run_resumes_with_the_same_buffer(tmp_path):
   method = methods.make_method('replay', budget=5)
   straight = engine.train(engine.Run(mlp(), tasks, method, CONFIG))
 
-  class Interrupted(Exception):
-    pass
-
-  def kill(task, step, loss):
-    if (task, step) == (1, 10):
-      raise Interrupted
-
-  with pytest.raises(Interrupted):
-    engine.train(
-      engine.Run(mlp(), tasks, method, CONFIG),
-      checkpoint_dir=tmp_path,
-      checkpoint_every_steps=4,
-      on_step=kill,
-    )
-  resumed = engine.train(
-    engine.Run(mlp(), tasks, method, CONFIG), checkpoint_dir=tmp_path
-  )
+  resumed = killed_and_resumed(engine.Run(mlp(), tasks, method, CONFIG),
+                               tmp_path)
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
   jax.tree.map(np.testing.assert_array_equal, resumed.hook_states, straight.hook_states)

@@ -11,7 +11,13 @@ hooks. The events, in the order of a run:
 * :meth:`Hook.init`: the hook's own state (a replay buffer), kept with the
   optimizer's and checkpointed with it.
 * :meth:`Hook.start_task`: before a task's first step.
-* :meth:`Hook.batch`: inside every train step, what the step trains on.
+* Inside every train step, in this order: :meth:`Hook.batch`, what the
+  step trains on (the stream's batch, then any rows a hook appends);
+  :meth:`Hook.loss`, a term added to the step's loss (a distillation, a
+  buffer's loss), differentiated with it; :meth:`Hook.gradients`, a change
+  to the gradient before the optimizer sees it (a projection); and
+  :meth:`Hook.after_step`, after the update (a buffer's insertion, with
+  the outputs the step computed).
 * :meth:`Hook.plan` (host), then :meth:`Hook.end_task`: after a task's last
   step; ``plan`` chooses on the host what ``end_task`` needs (which
   examples), ``end_task`` does it on the device.
@@ -86,6 +92,31 @@ class Model(NamedTuple):
     return self.example_loss(self.outputs(params, inputs), labels, train_masks)
 
 
+class Step(NamedTuple):
+  """A train step as a hook sees it.
+
+  Attributes:
+    data: the task's data.
+    model: the model in training mode (``model.outputs(params, inputs)``,
+      ``model.loss(params, inputs, labels, train_masks)``).
+    params: the weights: traced and differentiated in :meth:`Hook.loss`,
+      the weights before the update in the later events.
+    inputs, labels: the batch as trained; its first ``stream`` rows are the
+      stream's batch, the rest what hooks appended.
+    stream: the stream's batch size.
+    outputs: the model's outputs on ``inputs``, computed with ``params``
+      (with the gradient in :meth:`Hook.loss`, without it later).
+  """
+
+  data: TaskData
+  model: Model
+  params: Any
+  inputs: jax.Array
+  labels: jax.Array
+  stream: int
+  outputs: jax.Array
+
+
 class Hook(struct.PyTreeNode):
   """A hook that does nothing at every event; subclasses override some."""
 
@@ -109,6 +140,23 @@ class Hook(struct.PyTreeNode):
     the loss is ``sum(weights * losses)``."""
     del data
     return x, y, weights, extra
+
+  def loss(self, extra, step: Step):
+    """``(term, extra)``: a scalar added to the step's loss and
+    differentiated with it (``step.params`` is traced)."""
+    del step
+    return jnp.float32(0.0), extra
+
+  def gradients(self, extra, step: Step, grads):
+    """``(grads, extra)``: the gradient the optimizer is given."""
+    del step
+    return grads, extra
+
+  def after_step(self, extra, step: Step):
+    """This hook's state after the update; ``step`` holds the weights and
+    outputs from before it."""
+    del step
+    return extra
 
   def plan(self, tasks: list, t: int, seed: int):
     """Host arrays for :meth:`end_task` of task ``t`` of the stream
@@ -165,11 +213,18 @@ def readouts(hooks, state: TrainState) -> dict:
   return values
 
 
+def overrides(hook: Hook, event: str) -> bool:
+  """Whether ``hook`` does something at ``event``: the engine calls only
+  those, so that a method without them compiles the step it would
+  without the event."""
+  return getattr(type(hook), event) is not getattr(Hook, event)
+
+
 def acts_at_task_end(hook: Hook) -> bool:
   """Whether ``hook`` does anything after a task (plans, changes the state
   or reads out): if no hook does, the engine compiles no end-of-task
   program."""
-  return any(getattr(type(hook), event) is not getattr(Hook, event)
+  return any(overrides(hook, event)
              for event in ('plan', 'end_task', 'readouts'))
 
 

@@ -69,25 +69,53 @@ def over_configs(fn, stacked: tuple, spmd_axis_name=None):
   return run
 
 
+def _in_step(hooks, event: str) -> list:
+  """The positions of the hooks that act at step event ``event``."""
+  return [k for k, hook in enumerate(hooks) if hooklib.overrides(hook, event)]
+
+
+def _loss(graphdef, example_loss, hooks, data, state, batch, params):
+  """The step's loss at ``params`` (its examples' losses, mean or
+  weighted, and the hooks' terms) and ``(rest, outputs, extras)``;
+  ``batch`` is ``(x, y, weights, extras, stream size)``."""
+  x, y, weights, extras, stream = batch
+  model = nnx.merge(graphdef, params, state.rest, copy=True)
+  outputs = model(x)
+  losses = example_loss(outputs, y, data.train_masks)
+  loss = losses.mean() if weights is None else jnp.sum(weights * losses)
+  rest = nnx.as_pure(nnx.split(model, nnx.Param, ...)[2])
+  view = hooklib.Step(data, hooklib.Model(graphdef, state.rest, example_loss),
+                      params, x, y, stream, outputs)
+  extras = list(extras)
+  for k in _in_step(hooks, 'loss'):
+    term, extras[k] = hooks[k].loss(extras[k], view)
+    loss = loss + term
+  return loss, (rest, outputs, extras)
+
+
 def _step(graphdef, tx, example_loss, hooks, data: TaskData, state: TrainState,
           rows, batch_sharding):
-  """One train step on the examples at ``rows``: the new state and loss."""
+  """One train step on the examples at ``rows``: the new state and loss.
+  The hooks' step events run in :class:`~hooks.Hook`'s order."""
   x, y, weights = data.inputs[rows], data.labels[rows], None
   extras = list(state.extras)
   for k, hook in enumerate(hooks):
     x, y, weights, extras[k] = hook.batch(extras[k], data, x, y, weights)
   if batch_sharding is not None:
     x = jax.lax.with_sharding_constraint(x, batch_sharding)
-
-  def loss_fn(params):
-    model = nnx.merge(graphdef, params, state.rest, copy=True)
-    losses = example_loss(model(x), y, data.train_masks)
-    loss = losses.mean() if weights is None else jnp.sum(weights * losses)
-    return loss, nnx.as_pure(nnx.split(model, nnx.Param, ...)[2])
-
-  (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  loss_fn = functools.partial(_loss, graphdef, example_loss, hooks, data,
+                              state, (x, y, weights, extras, len(rows)))
+  (loss, (rest, outputs, extras)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  view = hooklib.Step(data, hooklib.Model(graphdef, state.rest, example_loss),
+                      state.params, x, y, len(rows),
+                      jax.lax.stop_gradient(outputs))
+  for k in _in_step(hooks, 'gradients'):
+    grads, extras[k] = hooks[k].gradients(extras[k], view, grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  for k in _in_step(hooks, 'after_step'):
+    extras[k] = hooks[k].after_step(extras[k], view)
   return TrainState(params, rest, opt_state, tuple(extras)), loss
 
 

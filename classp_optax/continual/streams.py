@@ -111,12 +111,15 @@ class Task:
     labels = self._labels(self.dataset.y_test[self.test_index])
     return float(np.bincount(labels).max() / len(labels))
 
+  def targets(self) -> np.ndarray:
+    """The outputs that are targets of this task's classes."""
+    return self._labels(np.asarray(self.classes))
+
   def logit_mask(self) -> np.ndarray:
     """Which outputs are scored: the targets of this task's classes (its
     own head), or all of them."""
     mask = np.zeros(self.num_outputs, bool)
-    own = self._labels(np.asarray(self.classes))
-    mask[own if self.own_head else slice(None)] = True
+    mask[self.targets() if self.own_head else slice(None)] = True
     return mask
 
   def train_logit_masks(self) -> np.ndarray:

@@ -6,16 +6,22 @@ methods (and optimizers) when imported.
 * :mod:`penalties`: EWC and SI on any optimizer.
 * :mod:`replay`: experience replay on any optimizer.
 * :mod:`joint`: joint training, the upper bound.
+* :mod:`rehearsal`: ER, DER, DER++ and ER-ACE from a reservoir buffer.
+* :mod:`agem`: A-GEM's projected gradient.
+* :mod:`lwf`: Learning without Forgetting's distillation.
 
 A user adds a method with :func:`register_method` and an optimizer with
 :func:`register_optimizer`, from their own code; nothing here changes.
 """
 
 from classp_optax.continual.method import Method
+from classp_optax.continual.methods import agem  # noqa: F401 (registers)
 from classp_optax.continual.methods import classp  # noqa: F401 (registers)
 from classp_optax.continual.methods import joint  # noqa: F401 (registers)
+from classp_optax.continual.methods import lwf  # noqa: F401 (registers)
 from classp_optax.continual.methods import penalties  # noqa: F401 (registers)
 from classp_optax.continual.methods import plain  # noqa: F401 (registers)
+from classp_optax.continual.methods import rehearsal  # noqa: F401 (registers)
 from classp_optax.continual.methods import replay  # noqa: F401 (registers)
 from classp_optax.continual.methods.catalogue import METHODS
 from classp_optax.continual.methods.catalogue import describe
