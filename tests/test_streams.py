@@ -8,6 +8,7 @@ import pytest
 from classp_optax.continual import datasets
 from classp_optax.continual import streams
 from classp_optax.continual.datasets import Dataset
+from classp_optax.continual.suites import split_one_head
 
 
 def tiny_dataset(n=40, name='tiny'):
@@ -290,3 +291,43 @@ def test_joint_needs_one_image_shape_and_one_set_of_outputs():
   with pytest.raises(ValueError, match='training masks for every label'):
     streams.joint(own_heads)
   assert streams.joint([]) == []
+
+
+def test_rotated_tasks_rotate_every_image_by_their_seeded_angle():
+  """One head, the labels as they are; each task's angle drawn from the
+  range by the seed; 90 degrees is numpy's counter-clockwise rot90."""
+  ds = tiny_dataset()
+  square = dataclasses.replace(
+      ds, x_train=np.random.default_rng(0).random((40, 4, 4, 1), np.float32),
+      x_test=np.random.default_rng(1).random((20, 4, 4, 1), np.float32))
+  tasks = streams.rotated(square, 4, seed=3)
+  angles = [task.rotation for task in tasks]
+  assert all(0 <= a < 180 for a in angles) and len(set(angles)) == 4
+  assert angles == [t.rotation for t in streams.rotated(square, 4, seed=3)]
+  assert angles != [t.rotation for t in streams.rotated(square, 4, seed=4)]
+  quarter = dataclasses.replace(tasks[0], rotation=90.0)
+  x, y = quarter.test_set()
+  np.testing.assert_array_equal(x, np.rot90(square.x_test, 1, axes=(1, 2)))
+  np.testing.assert_array_equal(y, square.y_test)
+  assert tasks[2].logit_mask().all() and tasks[2].num_outputs == 10
+
+
+def test_permute_first_permutes_task_zero_too():
+  ds = tiny_dataset()
+  tasks = streams.permuted(ds, 2, seed=5, permute_first=True)
+  assert tasks[0].permutation is not None
+  assert not np.array_equal(tasks[0].permutation, np.arange(6))
+
+
+@pytest.mark.parametrize('scenario', ['class', 'task'])
+def test_the_der_split_trains_one_head_and_scores_as_the_scenario_says(
+    scenario):
+  """Their seq-mnist: every output trained in both scenarios; scored on
+  every output (class) or on the task's own (task)."""
+  tasks = split_one_head(tiny_dataset(), scenario)
+  assert [t.classes for t in tasks] == [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
+  for task in tasks:
+    assert task.train_logit_masks().all()
+    expected = np.isin(np.arange(10), task.classes) if scenario == 'task' else (
+        np.ones(10, bool))
+    np.testing.assert_array_equal(task.logit_mask(), expected)

@@ -124,8 +124,8 @@ def _add_stream_arguments(group):
   group.add_argument('--tasks', type=int, help='tasks of a permuted stream')
   group.add_argument('--model', choices=('mlp', 'cnn'))
   group.add_argument('--init', choices=models.INITS,
-                     help="the MLP's initialisation: Flax's or PyTorch's "
-                          "(default: the benchmark's, mostly Flax's)")
+                     help="the MLP's initialisation: Flax's, PyTorch's or "
+                          "Xavier's (default: the benchmark's, mostly Flax's)")
   group.add_argument('--standardize', action='store_true',
                      help="scale pixels by the training set's mean and std")
   group.add_argument('--validation', type=float, metavar='FRACTION',

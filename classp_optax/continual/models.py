@@ -7,15 +7,19 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-INITS = ('flax', 'torch')
+INITS = ('flax', 'torch', 'xavier')
 
 
 def _linear(in_features: int, out_features: int, init: str, rngs: nnx.Rngs):
   """A dense layer; ``init='torch'`` draws weights and biases from
   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as ``torch.nn.Linear`` does, where Flax
-  uses LeCun-normal weights and zero biases."""
+  uses LeCun-normal weights and zero biases; ``'xavier'``: Glorot-uniform
+  weights and zero biases, as the DER paper's code initialises its MLP."""
   if init == 'flax':
     return nnx.Linear(in_features, out_features, rngs=rngs)
+  if init == 'xavier':
+    return nnx.Linear(in_features, out_features, rngs=rngs,
+                      kernel_init=jax.nn.initializers.glorot_uniform())
   bound = in_features ** -0.5
   return nnx.Linear(
       in_features, out_features, rngs=rngs,

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 import dataclasses
 
 import numpy as np
+from scipy import ndimage
 
 from classp_optax.continual import datasets
 from classp_optax.continual.datasets import Dataset
@@ -28,6 +29,8 @@ class Task:
     own_head: if True the model is scored only on ``classes`` (task-
       incremental, multi-head); else on every output (shared head).
     permutation: a fixed permutation of the flattened pixels, or None.
+    rotation: an angle in degrees (counter-clockwise, about the image's
+      centre, nearest pixel) every image is rotated by, or None.
     label_map: if set, ``label_map[y]`` is the target for dataset label ``y``
       (domain-incremental split: the position of ``y`` in its task's
       classes; task- and class-incremental permuted: ``y`` plus the task's
@@ -46,6 +49,7 @@ class Task:
   classes: tuple[int, ...]
   own_head: bool = False
   permutation: np.ndarray | None = None
+  rotation: float | None = None
   label_map: np.ndarray | None = None
   train_masks: np.ndarray | None = None
   outputs: int | None = None
@@ -69,6 +73,9 @@ class Task:
     return labels if self.label_map is None else self.label_map[labels]
 
   def _inputs(self, images: np.ndarray) -> np.ndarray:
+    if self.rotation is not None:
+      images = ndimage.rotate(images, self.rotation, axes=(2, 1),
+                              reshape=False, order=0)
     if self.permutation is None:
       return images
     flat = images.reshape(len(images), -1)[:, self.permutation]
@@ -146,8 +153,11 @@ def _check_scenario(scenario: str, train_outputs: str) -> None:
 
 
 def permuted(dataset: Dataset, num_tasks: int, seed: int = 0,
-             scenario: str = 'domain', train_outputs: str = 'all') -> list[Task]:
-  """PermutedMNIST-style tasks: task 0 the identity, then seeded permutations.
+             scenario: str = 'domain', train_outputs: str = 'all',
+             permute_first: bool = False) -> list[Task]:
+  """PermutedMNIST-style tasks: task 0 the identity (unless
+  ``permute_first``, as the DER paper's code does), then seeded
+  permutations.
 
   Args:
     dataset: the data; every task draws on all of it.
@@ -183,7 +193,8 @@ def permuted(dataset: Dataset, num_tasks: int, seed: int = 0,
   task_of_output = np.arange(outputs) // per_task
   tasks = []
   for t in range(num_tasks):
-    permutation = None if t == 0 else rng.permutation(num_pixels)
+    permutation = (rng.permutation(num_pixels) if t or permute_first
+                   else None)
     task = Task(
         name=f'{dataset.name} p{t}', dataset=dataset,
         train_index=_all(len(dataset.y_train)),
@@ -203,6 +214,22 @@ def permuted(dataset: Dataset, num_tasks: int, seed: int = 0,
           train_masks=np.ascontiguousarray(masks))
     tasks.append(task)
   return tasks
+
+
+def rotated(dataset: Dataset, num_tasks: int, seed: int = 0,
+            degrees: tuple[float, float] = (0.0, 180.0)) -> list[Task]:
+  """RotatedMNIST-style tasks, domain-incremental: task ``t`` is the whole
+  dataset rotated by an angle drawn uniformly from ``degrees`` by ``seed``
+  (as the DER paper's code draws one per task), one head for all."""
+  if num_tasks < 1:
+    raise ValueError(f'num_tasks must be >= 1, got {num_tasks}.')
+  angles = np.random.default_rng(seed).uniform(*degrees, size=num_tasks)
+  return [Task(name=f'{dataset.name} r{angle:.0f}', dataset=dataset,
+               train_index=_all(len(dataset.y_train)),
+               test_index=_all(len(dataset.y_test)),
+               classes=tuple(range(dataset.num_classes)),
+               rotation=float(angle))
+          for angle in angles]
 
 
 def split(

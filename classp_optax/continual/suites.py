@@ -179,6 +179,75 @@ _VDV_PERMUTED_MNIST = _van_de_ven(1e-4, {
     'class': (1.0, 5.0, 1.0, 0.1),
 })
 
+# Buzzega et al. (2020), "Dark Experience for General Continual Learning: a
+# Strong, Simple Baseline", arXiv 2004.07211, as its code runs it
+# (aimagelab/mammoth, tag neurips2020): an MLP of two hidden layers of 100
+# ReLUs (Xavier-uniform weights, zero biases), SGD, one epoch per task, one
+# head over every class trained with cross-entropy over all outputs. Each
+# method's settings are that code's utils/best_args.py: for a buffer of 200
+# under the method's name, for 500 under the variant ``method:500``. ER-ACE is
+# not in that code; it takes ER's settings.
+def _der(sgd_lr: float, best: dict, lwf: dict | None = None) -> dict:
+  """A DER preset's defaults: ``best`` is ``{method: ((lr, minibatch,
+  *weights) at 200, at 500)}``, the weights named as the method names them."""
+  sgd = dict(learning_rate=sgd_lr)
+  defaults = {'sgd': sgd, 'joint': dict(sgd, optimizer='sgd')}
+  if lwf is not None:
+    defaults['lwf'] = lwf
+  weights = dict(der=('alpha',), derpp=('alpha', 'beta'))
+  best = dict(best, er_ace=best['er'])
+  for method, sizes in best.items():
+    for size, (lr, minibatch, *values) in zip((200, 500), sizes, strict=True):
+      label = method if size == 200 else f'{method}:{size}'
+      defaults[label] = dict(
+          buffer_size=size, minibatch_size=minibatch, learning_rate=lr,
+          **dict(zip(weights.get(method, ()), values, strict=True)))
+  return defaults
+
+
+_DER_SPLIT_MNIST = _der(0.03, {
+    'er': ((0.01, 10), (0.1, 10)),
+    'agem': ((0.1, 128), (0.1, 128)),
+    'der': ((0.03, 10, 0.2), (0.03, 128, 1.0)),
+    'derpp': ((0.03, 128, 0.2, 1.0), (0.03, 10, 1.0, 0.5)),
+}, lwf=dict(learning_rate=0.03, alpha=1.0, temperature=2.0, l2=5e-4))
+_DER_PERMUTED_MNIST = _der(0.2, {
+    'er': ((0.2, 128), (0.2, 128)),
+    'agem': ((0.1, 128), (0.1, 128)),
+    'der': ((0.2, 128, 1.0), (0.2, 128, 1.0)),
+    'derpp': ((0.1, 128, 1.0, 1.0), (0.2, 128, 1.0, 0.5)),
+})
+_DER_ROTATED_MNIST = _der(0.2, {
+    'er': ((0.2, 128), (0.2, 128)),
+    'agem': ((0.1, 128), (0.3, 128)),
+    'der': ((0.2, 128, 1.0), (0.2, 128, 0.5)),
+    'derpp': ((0.1, 128, 1.0, 0.5), (0.2, 128, 0.5, 1.0)),
+})
+
+
+def split_one_head(dataset, scenario: str) -> list:
+  """The DER paper's split tasks: pairs 0-1, 2-3, ... in order, one head
+  trained over every output in both scenarios; the task-incremental
+  scenario is the same training scored on each task's own outputs (their
+  Task-IL accuracy masks the others' outputs)."""
+  return [dataclasses.replace(task, own_head=scenario == 'task')
+          for task in streams.split(dataset, scenario='class')]
+
+
+def _split_mnist_der(data_dir, seed, num_tasks, scenario):
+  return split_one_head(datasets.load_idx_dataset('mnist', data_dir), scenario)
+
+
+def _permuted_mnist_der(data_dir, seed, num_tasks, scenario):
+  return streams.permuted(datasets.load_idx_dataset('mnist', data_dir),
+                          num_tasks, seed, permute_first=True)
+
+
+def _rotated_mnist_der(data_dir, seed, num_tasks, scenario):
+  return streams.rotated(datasets.load_idx_dataset('mnist', data_dir),
+                         num_tasks, seed)
+
+
 _TUNED = {name: record['methods'] for name, record in tuned_defaults().items()}
 # The embedded benchmarks' choices in their other scenarios.
 _TUNED_SCENARIOS = {
@@ -236,6 +305,20 @@ SUITES = {
         hidden=(1000, 1000), batch_size=128, steps_per_task=5000,
         num_tasks=10, scenarios=streams.SCENARIOS, init='torch',
         **_VDV_PERMUTED_MNIST),
+    'split-mnist-der': Suite(
+        'MNIST in 5 tasks of 2 classes under the DER paper\'s protocol and '
+        'per-method settings (Buzzega et al. 2020)', _split_mnist_der, 'mlp',
+        hidden=(100, 100), batch_size=10, scenarios=('class', 'task'),
+        init='xavier', method_defaults=_DER_SPLIT_MNIST),
+    'permuted-mnist-der': Suite(
+        'MNIST under 20 pixel permutations under the DER paper\'s protocol',
+        _permuted_mnist_der, 'mlp', hidden=(100, 100), batch_size=128,
+        num_tasks=20, init='xavier', method_defaults=_DER_PERMUTED_MNIST),
+    'rotated-mnist-der': Suite(
+        'MNIST under 20 rotations in [0, 180) degrees under the DER paper\'s '
+        'protocol', _rotated_mnist_der, 'mlp', hidden=(100, 100),
+        batch_size=128, num_tasks=20, init='xavier',
+        method_defaults=_DER_ROTATED_MNIST),
     'mnist-fashion': Suite(
         "MNIST for 4 epochs then Fashion-MNIST for 1, the paper's CNN",
         _mnist_fashion, 'cnn', epochs=(4, 1), batch_size=32,
