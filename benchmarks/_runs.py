@@ -19,6 +19,28 @@ def run_once(argv: list[str], out: pathlib.Path, progress: bool = True) -> dict:
   return json.loads(done.read_text())
 
 
+def summary_of(results: dict) -> dict:
+  """What a map's table needs of a run's results.json, by method."""
+  keep = ('hyperparams', 'accuracy', 'average_accuracy', 'forgetting',
+          'backward_transfer', 'learning_accuracy', 'wall_time', 'diverged',
+          'not_learnt')
+  return dict(command=results.get('command'), results={
+      r['method']: {key: r.get(key) for key in keep}
+      for r in results['results']})
+
+
+def run_and_keep(argv: list[str], out: pathlib.Path,
+                 path: pathlib.Path) -> dict:
+  """:func:`run_once`, then its summary written to ``path`` (committed
+  beside the tables, so that they can be made again from the repository)."""
+  results = run_once(argv, out, progress=False)
+  summary = summary_of(dict(results, command='classp-continual ' + ' '.join(
+      argv)))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(summary, indent=2) + '\n')
+  return summary
+
+
 def failure(run: dict) -> str | None:
   """Why a run's scores are no result: it diverged, or it left a task
   unlearnt (``not_learnt``, as ``results.json`` and the summaries say); None

@@ -34,7 +34,7 @@ from classp_optax.continual import suites
 
 from _runs import failed_cell
 from _runs import failures
-from _runs import run_once
+from _runs import run_and_keep
 import tune
 
 BASELINES = ('adam', 'ewc', 'ewc:online', 'si', 'joint')
@@ -85,16 +85,6 @@ def summary_path(name: str, scenario: str, seed: int) -> pathlib.Path:
                       '.json')
 
 
-def _summary(results: dict) -> dict:
-  """What the table needs of a run's results.json, by method."""
-  keep = ('hyperparams', 'accuracy', 'average_accuracy', 'forgetting',
-          'backward_transfer', 'learning_accuracy', 'wall_time', 'diverged',
-          'not_learnt')
-  return dict(command=results.get('command'), results={
-      r['method']: {key: r.get(key) for key in keep}
-      for r in results['results']})
-
-
 def load_summary(path: pathlib.Path) -> dict:
   """A committed per-seed summary: {'command': ..., 'results': {method:
   run}}."""
@@ -115,12 +105,7 @@ def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
           '--methods', ','.join(BASELINES), '--seed', str(seed)]
   if args.data_dir:
     argv += ['--data-dir', args.data_dir]
-  results = run_once(argv, out, progress=False)
-  summary = _summary(dict(results, command='classp-continual ' + ' '.join(
-      argv)))
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(summary, indent=2) + '\n')
-  return summary
+  return run_and_keep(argv, out, path)
 
 
 def tuned(benchmark: str, scenario: str, folder: pathlib.Path) -> dict:

@@ -14,7 +14,7 @@ PUBLISHED = (94.74, 0.05)
 
 
 def _run(accuracy, diverged=None, not_learnt=()):
-  """A method's entry in a per-seed summary, as ``_summary`` writes it."""
+  """A method's entry in a per-seed summary, as ``_runs.summary_of`` writes it."""
   return dict(hyperparams={'learning_rate': 1e-4}, average_accuracy=accuracy,
               forgetting=None if accuracy is None else 0.02,
               learning_accuracy=None if accuracy is None else 0.97,

@@ -1,0 +1,120 @@
+"""The rehearsal map: the DER paper's protocol, every method at its settings,
+buffers of 200 and 500.
+
+    python benchmarks/rehearsal_map.py --data-dir ../shared/data
+    python benchmarks/rehearsal_map.py --seeds 0 --no-run
+
+Runs, for each seed of ``--seeds``, the ``split-mnist-der`` benchmark in the
+class- and task-incremental scenarios and ``permuted-mnist-der`` and
+``rotated-mnist-der`` (domain-incremental), each with fine-tuning (SGD),
+joint training, LwF (split only: their code offers it for class and task
+streams), and ER, DER, DER++, A-GEM and ER-ACE at buffers of 200 (the
+method's name) and 500 (``method:500``), and prints a table of final
+average accuracy (%): mean ± std over the seeds run, and how many. A run
+that diverged or left a task unlearnt shows as such, never as a number.
+
+Each finished run's summary is kept in
+``docs/results/rehearsal-map/<benchmark>-<scenario>-seed<k>.json`` (so that
+the table can be made again from the repository); finished runs are
+reused, an interrupted one resumes from its checkpoints, and ``--no-run``
+trains nothing and tables what exists. It writes
+``docs/results/rehearsal-map.json``.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+from classp_optax.continual import metrics
+
+from _runs import failed_cell
+from _runs import failures
+from _runs import run_and_keep
+
+REHEARSAL = ('er', 'der', 'derpp', 'agem', 'er_ace')
+CELLS = (('split-mnist-der', 'class'), ('split-mnist-der', 'task'),
+         ('permuted-mnist-der', None), ('rotated-mnist-der', None))
+FOLDER = pathlib.Path('docs/results/rehearsal-map')
+
+
+def methods_of(benchmark: str) -> list[str]:
+  """The rows a benchmark runs, in table order."""
+  rows = ['sgd', 'joint'] + (['lwf'] if benchmark.startswith('split') else [])
+  return rows + [f'{m}{size}' for size in ('', ':500') for m in REHEARSAL]
+
+
+def cell_name(benchmark: str, scenario: str | None) -> str:
+  return f'{benchmark}-{scenario or "domain"}'
+
+
+def run_summary(benchmark: str, scenario: str | None, seed: int,
+                args) -> dict | None:
+  """One seed of one cell: its committed summary, or the run's (run now
+  unless ``--no-run``), committed; None if neither exists."""
+  path = FOLDER / f'{cell_name(benchmark, scenario)}-seed{seed}.json'
+  if path.exists():
+    return json.loads(path.read_text())
+  out = pathlib.Path(args.out) / cell_name(benchmark, scenario) / f'seed{seed}'
+  if args.no_run and not (out / 'results.json').exists():
+    return None
+  argv = ['--benchmark', benchmark, '--methods',
+          ','.join(methods_of(benchmark)), '--seed', str(seed)]
+  argv += ['--scenario', scenario] if scenario else []
+  argv += ['--data-dir', args.data_dir] if args.data_dir else []
+  return run_and_keep(argv, out, path)
+
+
+def cell(runs: dict) -> str:
+  """A table cell from ``{seed: run}``."""
+  if not runs:
+    return '-'
+  failed = failures(runs)
+  if failed:
+    return failed_cell(failed)
+  mean, spread = metrics.mean_and_spread(
+      [100 * r['average_accuracy'] for r in runs.values()])
+  return f'{mean:.2f} ± {spread:.2f} ({len(runs)})'
+
+
+def table(summaries: dict) -> tuple[list[str], dict]:
+  """Markdown rows and the record, from ``{cell: {seed: summary}}``."""
+  names = [cell_name(*c) for c in CELLS]
+  rows = ['| method | ' + ' | '.join(names) + ' |',
+          '|---' * (len(names) + 1) + '|']
+  record = {}
+  labels = dict.fromkeys(m for b, _ in CELLS for m in methods_of(b))
+  for label in labels:
+    cells = []
+    for name in names:
+      runs = {seed: s['results'][label]
+              for seed, s in summaries.get(name, {}).items()
+              if label in s['results']}
+      cells.append(cell(runs))
+      record.setdefault(label, {})[name] = cells[-1]
+    rows.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+  return rows, record
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--data-dir')
+  parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--out', default='runs/rehearsal-map')
+  parser.add_argument('--no-run', action='store_true')
+  args = parser.parse_args(argv)
+  summaries = {}
+  for seed in map(int, args.seeds.split(',')):
+    for benchmark, scenario in CELLS:
+      summary = run_summary(benchmark, scenario, seed, args)
+      if summary is not None:
+        summaries.setdefault(cell_name(benchmark, scenario), {})[seed] = summary
+  rows, record = table(summaries)
+  print('\n'.join(rows))
+  pathlib.Path('docs/results/rehearsal-map.json').write_text(
+      json.dumps(record, indent=2) + '\n')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
