@@ -74,18 +74,18 @@ def _in_step(hooks, event: str) -> list:
   return [k for k, hook in enumerate(hooks) if hooklib.overrides(hook, event)]
 
 
-def _loss(graphdef, example_loss, hooks, data, state, batch, params):
-  """The step's loss at ``params`` (its examples' losses, mean or
-  weighted, and the hooks' terms) and ``(rest, outputs, extras)``;
-  ``batch`` is ``(x, y, weights, extras, stream size)``."""
-  x, y, weights, extras, stream = batch
-  model = nnx.merge(graphdef, params, state.rest, copy=True)
-  outputs = model(x)
-  losses = example_loss(outputs, y, data.train_masks)
+def _loss(graphdef, hooks, view, weights, extras, params):
+  """The step's loss at ``params`` (its examples' losses, mean or weighted
+  by ``weights``, and the hooks' terms) and ``(rest, outputs, extras)``;
+  ``view`` is the step as hooks see it, its weights and outputs not yet
+  set."""
+  model = nnx.merge(graphdef, params, view.model.rest, copy=True)
+  outputs = model(view.inputs)
+  losses = view.model.example_loss(outputs, view.labels,
+                                   view.data.train_masks)
   loss = losses.mean() if weights is None else jnp.sum(weights * losses)
   rest = nnx.as_pure(nnx.split(model, nnx.Param, ...)[2])
-  view = hooklib.Step(data, hooklib.Model(graphdef, state.rest, example_loss),
-                      params, x, y, stream, outputs)
+  view = view._replace(params=params, outputs=outputs)
   extras = list(extras)
   for k in _in_step(hooks, 'loss'):
     term, extras[k] = hooks[k].loss(extras[k], view)
@@ -103,13 +103,12 @@ def _step(graphdef, tx, example_loss, hooks, data: TaskData, state: TrainState,
     x, y, weights, extras[k] = hook.batch(extras[k], data, x, y, weights)
   if batch_sharding is not None:
     x = jax.lax.with_sharding_constraint(x, batch_sharding)
-  loss_fn = functools.partial(_loss, graphdef, example_loss, hooks, data,
-                              state, (x, y, weights, extras, len(rows)))
+  view = hooklib.Step(data, hooklib.Model(graphdef, state.rest, example_loss),
+                      state.params, x, y, len(rows), None)
+  loss_fn = functools.partial(_loss, graphdef, hooks, view, weights, extras)
   (loss, (rest, outputs, extras)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  view = hooklib.Step(data, hooklib.Model(graphdef, state.rest, example_loss),
-                      state.params, x, y, len(rows),
-                      jax.lax.stop_gradient(outputs))
+  view = view._replace(outputs=jax.lax.stop_gradient(outputs))
   for k in _in_step(hooks, 'gradients'):
     grads, extras[k] = hooks[k].gradients(extras[k], view, grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
