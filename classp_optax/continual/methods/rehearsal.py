@@ -115,7 +115,7 @@ class DarkExperience(Reservoir):
     return term, extra
 
 
-class AsymmetricReplay(ExperienceReplay):
+class AsymmetricReplay(Reservoir):
   """ER-ACE: the batch's loss over its own and unseen classes, from the
   second task on, plus a draw's loss. Its state is the buffer and which
   outputs have been targets so far."""
@@ -127,31 +127,31 @@ class AsymmetricReplay(ExperienceReplay):
             np.zeros(tasks[0].num_outputs, bool))
 
   def batch(self, extra, data, x, y, weights):
-    """The batch and a draw, weighted 0: :meth:`loss` takes both."""
+    """The batch, weighted 0 (:meth:`loss` takes it), and a draw whose mean
+    loss counts from the second task on."""
     if not self.buffer_size:
       return x, y, weights, extra
     buffer, seen = extra
-    x, y, weights, buffer = super().batch(buffer, data, x, y, weights)
-    return x, y, jnp.zeros_like(weights), (buffer, seen)
+    slots, valid, buffer = reservoir.draw(buffer, self.minibatch_size)
+    drawn = valid * (data.task > 0) / jnp.maximum(jnp.sum(valid), 1)
+    return (jnp.concatenate([x, buffer.inputs[slots]]),
+            jnp.concatenate([y, buffer.labels[slots]]),
+            jnp.concatenate([jnp.zeros(len(y)), drawn]), (buffer, seen))
 
   def loss(self, extra, step):
     if not self.buffer_size:
       return jnp.float32(0.0), extra
     buffer, seen = extra
-    b, outputs = step.stream, step.outputs
+    b = step.stream
     present = jnp.zeros(seen.shape, bool).at[step.labels[:b]].set(True)
     seen = seen | present
     newest = jnp.max(jnp.where(seen, jnp.arange(len(seen)), 0))
     kept = present | (jnp.arange(len(seen)) >= newest)
     later = step.data.task > 0
-    logits = jnp.where(later & ~kept, MASKED_LOGIT, outputs[:b])
+    logits = jnp.where(later & ~kept, MASKED_LOGIT, step.outputs[:b])
     own = step.model.example_loss(logits, step.labels[:b],
                                   step.data.train_masks).mean()
-    drawn = step.model.example_loss(outputs[b:], step.labels[b:],
-                                    step.data.train_masks)
-    valid = jnp.arange(len(drawn)) < buffer.stored()
-    term = own + jnp.where(later, reservoir.masked_mean(drawn, valid), 0.0)
-    return term, (buffer, seen)
+    return own, (buffer, seen)
 
   def after_step(self, extra, step):
     if not self.buffer_size:
