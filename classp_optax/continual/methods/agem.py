@@ -16,6 +16,7 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from classp_optax.continual import hooks as hooklib
 from classp_optax.continual import reservoir
@@ -26,17 +27,13 @@ from classp_optax.continual.methods.rehearsal import rehearsal_settings
 _SALT = 15485863  # A-GEM's draws, apart from every other hook's
 
 
-def _dot(a, b) -> jax.Array:
-  return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a),
-                                            jax.tree.leaves(b), strict=True))
-
-
 def project(grads, reference):
   """``grads``, projected as A-GEM does where it conflicts with
   ``reference``; unchanged (bit for bit) where it does not."""
-  dot = _dot(grads, reference)
-  scale = jnp.where(dot < 0, dot / jnp.maximum(_dot(reference, reference),
-                                               jnp.finfo(dot.dtype).tiny), 0.0)
+  dot = optax.tree.vdot(grads, reference)
+  norm = jnp.maximum(optax.tree.vdot(reference, reference),
+                     jnp.finfo(dot.dtype).tiny)
+  scale = jnp.where(dot < 0, dot / norm, 0.0)
   return jax.tree.map(lambda g, r: g - scale * r, grads, reference)
 
 
