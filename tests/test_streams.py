@@ -312,6 +312,15 @@ def test_rotated_tasks_rotate_every_image_by_their_seeded_angle():
   assert tasks[2].logit_mask().all() and tasks[2].num_outputs == 10
 
 
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(num_tasks=0), 'num_tasks must be >= 1'),
+    (dict(num_tasks=2, degrees=(90.0, 0.0)), 'degrees must be'),
+])
+def test_rotated_rejects_bad_arguments(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    streams.rotated(tiny_dataset(), **kwargs)
+
+
 def test_permute_first_permutes_task_zero_too():
   ds = tiny_dataset()
   tasks = streams.permuted(ds, 2, seed=5, permute_first=True)

@@ -223,6 +223,9 @@ def rotated(dataset: Dataset, num_tasks: int, seed: int = 0,
   (as the DER paper's code draws one per task), one head for all."""
   if num_tasks < 1:
     raise ValueError(f'num_tasks must be >= 1, got {num_tasks}.')
+  if not (len(degrees) == 2 and degrees[0] < degrees[1]):
+    raise ValueError(f'degrees must be (low, high) with low < high, got '
+                     f'{degrees}.')
   angles = np.random.default_rng(seed).uniform(*degrees, size=num_tasks)
   return [Task(name=f'{dataset.name} r{angle:.0f}', dataset=dataset,
                train_index=_all(len(dataset.y_train)),
