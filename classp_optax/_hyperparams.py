@@ -1,5 +1,6 @@
 """Changing injected hyperparameters between tasks without recompiling."""
 
+import difflib
 import math
 
 import jax
@@ -37,12 +38,15 @@ def _check(name: str, value) -> None:
 
 
 def _not_injected(unknown: list, injected) -> str:
+  hints = [difflib.get_close_matches(name, list(injected), n=1)
+           for name in unknown]
+  hint = ' '.join(f'Did you mean {close[0]!r}?' for close in hints if close)
   return (
       f'{unknown} are not injected hyperparameters; accepted names: '
-      f'{sorted(injected)}. optax.inject_hyperparams injects the numeric '
-      'arguments only: it leaves static_args (such as CLASSP\'s power, which '
-      'chooses its compiled path) and Python bools as they were built. To '
-      'change one, build the optimizer again with the new value: the '
+      f'{sorted(injected)}. {hint + " " if hint else ""}'
+      'optax.inject_hyperparams injects the numeric arguments only: it '
+      'leaves static_args (such as CLASSP\'s power, which chooses its '
+      'compiled path) and Python bools as they were built. To change one, build the optimizer again with the new value: the '
       'state\'s structure does not depend on it, so the old state carries '
       'over.')
 

@@ -215,10 +215,6 @@ def test_bad_settings_are_refused_naming_them(tasks):
   sgd = methods.make_method('sgd', learning_rate=0.1)
   cases = [
     (dict(config=configs.TrainConfig(batch_size=1000)), 'batch_size must be at most'),
-    (
-      dict(config=dataclasses.replace(CONFIG, steps_per_task=0)),
-      'steps_per_task must be None or an integer >= 1, got 0',
-    ),
     (dict(steps_per_call=0), 'steps_per_call must be None or an integer'),
     (dict(checkpoint_every_steps=0), 'checkpoint_every_steps must be None'),
     (

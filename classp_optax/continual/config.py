@@ -3,6 +3,7 @@ order those give."""
 
 from collections.abc import Sequence
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -29,6 +30,25 @@ class TrainConfig:
   seed: int = 0
   steps_per_task: int | None = None
 
+  def __post_init__(self):
+    """Each field checked (ValueError naming it and its range) and numpy
+    integers made Python ints, so that the config hashes and prints alike."""
+    fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+    epochs = self.epochs
+    if isinstance(epochs, Sequence) and not isinstance(epochs, str):
+      if not epochs:
+        raise ValueError('TrainConfig.epochs must be an integer >= 1 or a '
+                         'non-empty sequence of them (one per task), got ().')
+      fix('epochs', tuple(_count('epochs', e) for e in epochs))
+    else:
+      fix('epochs', _count('epochs', epochs, ' or a sequence of them'))
+    for name in ('batch_size', 'eval_batch_size'):
+      fix(name, _count(name, getattr(self, name)))
+    fix('seed', _count('seed', self.seed, low=0))
+    if self.steps_per_task is not None:
+      fix('steps_per_task', _count('steps_per_task', self.steps_per_task,
+                                   ' or None'))
+
   def epochs_for(self, task: int) -> int:
     return self.epochs if isinstance(self.epochs, int) else self.epochs[task]
 
@@ -39,12 +59,13 @@ class TrainConfig:
     return num_train // self.batch_size * self.epochs_for(task)
 
 
-def _check_count(name: str, value, allow_none: bool = True) -> None:
-  if value is None and allow_none:
-    return
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f'{name} must be None or an integer >= 1, got '
-                     f'{value!r}.')
+def _count(name: str, value, more: str = '', low: int = 1) -> int:
+  """``value`` as an int, or ValueError naming ``TrainConfig.<name>``."""
+  if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+      or value < low):
+    raise ValueError(f'TrainConfig.{name} must be an integer >= {low}{more}, '
+                     f'got {value!r}.')
+  return int(value)
 
 
 def check_config(config: TrainConfig, tasks: Sequence, data_devices: int = 1
@@ -61,7 +82,6 @@ def check_config(config: TrainConfig, tasks: Sequence, data_devices: int = 1
     raise ValueError(
         f'batch_size must be at most every task\'s training examples; '
         f'{small} have fewer than {config.batch_size}.')
-  _check_count('steps_per_task', config.steps_per_task)
   if not isinstance(config.epochs, int) and len(config.epochs) < len(tasks):
     raise ValueError(f'epochs lists {len(config.epochs)} values for '
                      f'{len(tasks)} tasks.')

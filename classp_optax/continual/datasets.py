@@ -63,12 +63,59 @@ class Dataset:
   num_classes: int = 10
 
   def __post_init__(self):
+    if isinstance(self.num_classes, bool) or not (
+        isinstance(self.num_classes, int) and self.num_classes >= 1):
+      raise ValueError(f'{self.name}: num_classes must be an integer >= 1, '
+                       f'got {self.num_classes!r}.')
     for split in ('train', 'test'):
-      x, y = getattr(self, f'x_{split}'), getattr(self, f'y_{split}')
-      if len(x) != len(y):
-        raise ValueError(
-            f'{self.name}: {len(x)} {split} images but {len(y)} labels.'
-        )
+      _check_split(self, split)
+    if self.x_train.shape[1:] != self.x_test.shape[1:]:
+      raise ValueError(
+          f'{self.name}: x_train holds inputs of shape {self.x_train.shape[1:]}'
+          f' but x_test of shape {self.x_test.shape[1:]}.')
+
+  @classmethod
+  def from_arrays(cls, x_train, y_train, x_test, y_test, *, name: str = 'data',
+                  num_classes: int | None = None) -> 'Dataset':
+    """A dataset of your own arrays: inputs ``(n, ...)`` of any real dtype
+    (kept as float32; images ``(n, height, width)`` gain a channel axis),
+    integer labels in ``[0, num_classes)``; ``num_classes`` defaults to the
+    largest label plus one. ValueError, naming the array, otherwise."""
+    x_train, x_test = (_inputs(x, f'x_{s}') for x, s in ((x_train, 'train'),
+                                                         (x_test, 'test')))
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if num_classes is None and y_train.size:
+      num_classes = int(max(np.max(y_train), np.max(y_test, initial=0))) + 1
+    return cls(name, x_train, y_train, x_test, y_test, num_classes or 1)
+
+
+def _inputs(x, name: str) -> np.ndarray:
+  x = np.asarray(x)
+  if x.ndim < 2 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+    raise ValueError(f'{name} must be real inputs of shape (examples, ...), '
+                     f'got dtype {x.dtype} and shape {x.shape}.')
+  return x.astype(np.float32)[..., None] if x.ndim == 3 else x.astype(
+      np.float32)
+
+
+def _check_split(data: 'Dataset', split: str) -> None:
+  """ValueError unless ``split``'s inputs and labels agree and the labels
+  are integers in ``[0, num_classes)``."""
+  x, y = getattr(data, f'x_{split}'), getattr(data, f'y_{split}')
+  if len(x) != len(y):
+    raise ValueError(f'{data.name}: {len(x)} {split} images but {len(y)} '
+                     'labels.')
+  y = np.asarray(y)
+  if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(
+        f'{data.name}: y_{split} must hold integer labels, one per example '
+        f'(shape (n,)), got dtype {y.dtype} and shape {y.shape}; whole '
+        f'numbers stored as floats become labels with y.astype(np.int32).')
+  if y.size and not 0 <= y.min() <= y.max() < data.num_classes:
+    raise ValueError(
+        f'{data.name}: y_{split} holds labels in [{y.min()}, {y.max()}] but '
+        f'they must lie in [0, {data.num_classes}): set num_classes to the '
+        'number of classes, or map the labels to 0..num_classes-1.')
 
 
 def standardize(dataset: Dataset) -> Dataset:

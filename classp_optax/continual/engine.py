@@ -53,6 +53,7 @@ from classp_optax.continual.ledger import user_stacklevel
 from classp_optax.continual.method import Method
 from classp_optax.continual.results import RunResult
 from classp_optax.continual.runs import Run
+from classp_optax.continual.runs import check_model
 from classp_optax.continual.runs import check_runs
 from classp_optax.continual.runs import default_fingerprint
 
@@ -113,6 +114,7 @@ class _Engine:
                          for task in tasks)
     self.ledger = Ledger.empty(len(runs), self.num_tasks)
     self.models = [r.make_model() for r in runs]
+    check_model(self.models[0], self.train_tasks[0])
     self.steps_per_call = steps_per_call or default_steps_per_call(
         self.models[0])
     self._build_program()

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import dataclasses
 
 from flax import nnx
+import jax
+import numpy as np
 
 from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.config import check_config
@@ -63,6 +65,29 @@ def check_runs(runs: Sequence[Run], data_devices: int = 1,
     raise ValueError('checkpoint_every_seconds must be None or > 0, got '
                      f'{checkpoint_every_seconds}.')
   _check_count('steps_per_call', steps_per_call)
+
+
+def check_model(model: nnx.Module, tasks: Sequence[Task]) -> None:
+  """ValueError, naming the shapes, unless ``model`` takes every task's
+  inputs and gives the outputs they need: traced, nothing compiled."""
+  graphdef, state = nnx.split(model)
+  for task in tasks:
+    x, _ = task.train_batch(np.arange(1))
+    spec = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    try:
+      out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, spec)
+    except Exception as error:  # what the model raised is the cause below
+      raise ValueError(
+          f'make_model\'s model does not take task {task.name!r}\'s inputs '
+          f'of shape {x.shape[1:]} ({x.dtype}); build it for that shape, such '
+          f'as models.make_model(\'mlp\', {x.shape[1:]}, '
+          f'{task.num_outputs}, seed=0).') from error
+    if out.shape != (1, task.num_outputs):
+      raise ValueError(
+          f'make_model\'s model gives outputs of shape {out.shape[1:]} '
+          f'({out.shape[-1]} outputs), but task {task.name!r} needs '
+          f'{task.num_outputs} (Task.num_outputs): build the model with '
+          f'{task.num_outputs} outputs.')
 
 
 def default_fingerprint(runs: Sequence[Run]) -> dict:

@@ -262,6 +262,10 @@ def split(
   _check_scenario(scenario, train_outputs)
   if groups is None:
     groups = [(c, c + 1) for c in range(0, dataset.num_classes - 1, 2)]
+  if not (isinstance(groups, Sequence) and all(
+      isinstance(g, Sequence) and g for g in groups)):
+    raise ValueError('groups must be a sequence of class lists, one per task '
+                     f'(such as [(0, 1), (2, 3)]), got {groups!r}.')
   seen = [c for g in groups for c in g]
   if len(seen) != len(set(seen)) or not set(seen) <= set(
       range(dataset.num_classes)):
