@@ -46,9 +46,9 @@ def _not_injected(unknown: list, injected) -> str:
       f'{sorted(injected)}. {hint + " " if hint else ""}'
       'optax.inject_hyperparams injects the numeric arguments only: it '
       'leaves static_args (such as CLASSP\'s power, which chooses its '
-      'compiled path) and Python bools as they were built. To change one, build the optimizer again with the new value: the '
-      'state\'s structure does not depend on it, so the old state carries '
-      'over.')
+      'compiled path) and Python bools as they were built. To change one, '
+      'build the optimizer again with the new value: the state\'s structure '
+      'does not depend on it, so the old state carries over.')
 
 
 def set_hyperparams(opt_state, **values):
