@@ -118,6 +118,27 @@ def _check_split(data: 'Dataset', split: str) -> None:
         'number of classes, or map the labels to 0..num_classes-1.')
 
 
+NPZ_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
+
+
+def load_npz(path) -> Dataset:
+  """Your own data from an ``.npz`` file holding :data:`NPZ_KEYS` (as
+  ``np.savez(path, x_train=..., ...)`` writes), checked as
+  :meth:`Dataset.from_arrays` checks; named after the file."""
+  path = pathlib.Path(path)
+  try:
+    arrays = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as error:
+    raise ValueError(f'{path} is not an .npz file: {error}') from error
+  with arrays:
+    missing = [key for key in NPZ_KEYS if key not in arrays.files]
+    if missing:
+      raise ValueError(f'{path} lacks {", ".join(map(repr, missing))}: an '
+                       f'.npz dataset holds {", ".join(NPZ_KEYS)}.')
+    return Dataset.from_arrays(*(arrays[key] for key in NPZ_KEYS),
+                               name=path.stem)
+
+
 def standardize(dataset: Dataset) -> Dataset:
   """Pixels shifted and scaled by the training split's mean and std.
 

@@ -8,7 +8,6 @@ from classp_optax.continual import metrics
 from classp_optax.continual import plots
 from classp_optax.continual.results import CHANCE_MARGIN
 from classp_optax.continual.results import RunResult
-from classp_optax.continual.suites import SUITES
 
 RESULTS = 'results.json'
 
@@ -103,8 +102,10 @@ def _rows(out: pathlib.Path, settings: dict, results: list) -> list[dict]:
   return list(rows.values())
 
 
-def write(out: pathlib.Path, settings: dict, results: list, **extra) -> None:
-  """Writes ``results.json`` and ``accuracy.png`` and prints the table."""
+def write(out: pathlib.Path, settings: dict, results: list, description: str,
+          **extra) -> None:
+  """Writes ``results.json`` and ``accuracy.png`` and prints the table,
+  under the benchmark's ``description``."""
   rows = _rows(out, settings, results)
   (out / RESULTS).write_text(json.dumps(dict(settings, **extra, results=rows),
                                         indent=2))
@@ -116,7 +117,7 @@ def write(out: pathlib.Path, settings: dict, results: list, **extra) -> None:
   if settings['scenario'] is not None:
     title += f', {settings["scenario"]}-incremental'
   plots.plot_accuracy_curves(shown, out / 'accuracy.png', title)
-  print(f'\n{title}: {SUITES[settings["benchmark"]].description}')
+  print(f'\n{title}: {description}')
   print(format_table(shown))
   if seeds and len(seeds) > 1:
     print(f'\nover seeds {",".join(map(str, seeds))}:')

@@ -36,6 +36,7 @@ class Suite:
     scenarios: the scenarios a split or permuted benchmark offers, the
       first the default; None for benchmarks with one fixed scenario.
     steps_per_task: if set, steps per task instead of ``epochs``.
+    max_tasks: the most tasks ``--tasks`` may ask for, if bounded.
     init: the MLP's initialisation (:data:`models.INITS`).
     method_defaults: ``{method or labelled variant: settings}``; a labelled
       variant takes its kind's settings, then its own.
@@ -53,6 +54,7 @@ class Suite:
   scenarios: tuple[str, ...] | None = None
   steps_per_task: int | None = None
   init: str = 'flax'
+  max_tasks: int | None = None
   method_defaults: dict = dataclasses.field(default_factory=dict)
   scenario_defaults: dict = dataclasses.field(default_factory=dict)
 
@@ -324,3 +326,29 @@ SUITES = {
         _mnist_fashion, 'cnn', epochs=(4, 1), batch_size=32,
         method_defaults=_PAPER_DEFAULTS),
 }
+
+
+def _split_groups(num_classes: int, num_tasks: int) -> list:
+  """``num_tasks`` groups of consecutive classes, as even as they go."""
+  return [tuple(map(int, g))
+          for g in np.array_split(np.arange(num_classes), num_tasks)]
+
+
+def own_data(dataset: datasets.Dataset, stream: str) -> Suite:
+  """A benchmark of your own data: its classes split into tasks (pairs by
+  default), or the whole of it under ``--tasks`` input permutations (5 by
+  default); an MLP of 256-256 over the flattened inputs, batches of 32, one
+  epoch, and every method at its declared defaults."""
+  classes = dataset.num_classes
+  if stream == 'split':
+    return Suite(
+        f'{dataset.name} ({classes} classes), split into tasks of classes',
+        lambda data_dir, seed, num_tasks, scenario: streams.split(
+            dataset, _split_groups(classes, num_tasks), scenario=scenario),
+        'mlp', num_tasks=max(classes // 2, 1), max_tasks=classes,
+        scenarios=streams.SCENARIOS)
+  return Suite(
+      f'{dataset.name} under fixed input permutations',
+      lambda data_dir, seed, num_tasks, scenario: streams.permuted(
+          dataset, num_tasks, seed, scenario=scenario),
+      'mlp', num_tasks=5, scenarios=PERMUTED_SCENARIOS)
