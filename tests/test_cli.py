@@ -151,12 +151,26 @@ def test_labelled_variants_have_their_own_settings_records_and_checkpoints(
   assert any(line.startswith('sgd:fast ') for line in captured.out.splitlines())
 
 
+def test_the_same_command_twice_shows_the_finished_run(tmp_path, capsys):
+  argv = ['--methods', 'sgd,classp', '--seeds', '0,1']
+  first = _run(argv, tmp_path, capsys)[1].out
+  mtime = (tmp_path / 'results.json').stat().st_mtime_ns
+  code, again = _run(argv, tmp_path, capsys)
+  assert code == 0 and 'finished' in again.out and '--overwrite' in again.out
+  assert str(tmp_path) in again.out
+  rows = lambda out: [line for line in out.splitlines()  # noqa: E731
+                      if line.startswith(('sgd ', 'classp '))]
+  assert rows(again.out) == rows(first) and len(rows(first)) == 6  # and spread
+  assert (tmp_path / 'results.json').stat().st_mtime_ns == mtime
+
+
 def test_an_earlier_run_is_never_deleted_without_being_asked(tmp_path, capsys):
   assert _run(['--methods', 'sgd'], tmp_path, capsys)[0] == 0
   folder = tmp_path / 'checkpoints' / 'sgd'
   before = sorted(p.name for p in folder.iterdir())
-  with pytest.raises(SystemExit) as exit_info:
-    _run(['--methods', 'sgd'], tmp_path, capsys)
+  with pytest.raises(SystemExit) as exit_info:  # other settings: not that run
+    _run(['--methods', 'sgd', '--set', 'sgd.learning_rate=0.3'], tmp_path,
+         capsys)
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert '--resume' in err and '--overwrite' in err and str(folder) in err

@@ -117,6 +117,7 @@ class Plan:
   model: str
   out: pathlib.Path
   settings: dict  # what the results of every method share
+  finished: list | None = None  # the results, if the folder holds them all
 
   def config(self, seed: int, data_devices: int = 1
              ) -> config_lib.TrainConfig:
@@ -176,7 +177,13 @@ def plan_runs(args) -> Plan:
   if args.dataset is not None:  # the file's content identifies the run too
     settings.update(dataset=str(args.dataset), stream=args.stream or 'split',
                     dataset_sha256=datasets.sha256_of(args.dataset))
-  plan = dataclasses.replace(plan, settings=settings)
+  done = None if args.overwrite or args.resume else report.finished(
+      plan.out, settings, {label: [(c.method.hyperparams, c.swept)
+                                   for c in configurations]
+                           for label, configurations in runs.items()})
+  plan = dataclasses.replace(plan, settings=settings, finished=done)
+  if done:
+    return plan
   _check_earlier_runs(args, plan.out, [c[0].method for c in runs.values()])
   report.check_earlier_results(plan.out, settings, set(runs), args.overwrite)
   return plan
@@ -250,10 +257,14 @@ def run(args) -> list[results_lib.RunResult]:
     list_settings(args)
     return []
   plan = plan_runs(args)
+  if plan.finished:
+    report.show(plan.settings, plan.finished, plan.suite.description)
+    print(f'\nfinished earlier, with these settings: {plan.out / "results.json"}'
+          '. Pass --overwrite to train again.')
+    return plan.finished
   trained = train_all(plan)
   report.write(plan.out, plan.settings, trained, plan.suite.description,
-               devices=[
-      str(d) for d in jax.devices()], sweep=args.sweep)
+               devices=[str(d) for d in jax.devices()], sweep=args.sweep)
   return trained
 
 

@@ -102,6 +102,49 @@ def _rows(out: pathlib.Path, settings: dict, results: list) -> list[dict]:
   return list(rows.values())
 
 
+def finished(out: pathlib.Path, settings: dict, runs: dict) -> list | None:
+  """The results ``out`` already holds for every configuration of ``runs``
+  (``{label: [(hyperparams, swept)]}``) under ``settings``, or None unless
+  all of them are there: a run that finished needs no training again."""
+  path = out / RESULTS
+  if not path.exists():
+    return None
+  saved = json.loads(path.read_text())
+  if _settings_differ(saved, settings):
+    return None
+  normal = lambda value: json.loads(json.dumps(value))  # noqa: E731
+  rows = {(row['method'], json.dumps(row['hyperparams'], sort_keys=True),
+           json.dumps(row.get('swept', {}), sort_keys=True)): row
+          for row in saved['results']}
+  keys = [(label, json.dumps(normal(hyperparams), sort_keys=True),
+           json.dumps(normal(swept), sort_keys=True))
+          for label, configurations in runs.items()
+          for hyperparams, swept in configurations]
+  if not all(key in rows for key in keys):
+    return None
+  return [RunResult.from_json(rows[key]) for key in keys]
+
+
+def _title(settings: dict) -> str:
+  seeds = settings['seeds']
+  title = f'{settings["benchmark"]}, ' + (
+      f'seeds {",".join(map(str, seeds))}' if seeds
+      else f'seed {settings["seed"]}')
+  if settings['scenario'] is not None:
+    title += f', {settings["scenario"]}-incremental'
+  return title
+
+
+def show(settings: dict, results: list, description: str) -> None:
+  """Prints the table of ``results`` (and the spread over seeds)."""
+  seeds = settings['seeds']
+  print(f'\n{_title(settings)}: {description}')
+  print(format_table(results))
+  if seeds and len(seeds) > 1:
+    print(f'\nover seeds {",".join(map(str, seeds))}:')
+    print(format_spread(results))
+
+
 def write(out: pathlib.Path, settings: dict, results: list, description: str,
           **extra) -> None:
   """Writes ``results.json`` and ``accuracy.png`` and prints the table,
@@ -110,16 +153,6 @@ def write(out: pathlib.Path, settings: dict, results: list, description: str,
   (out / RESULTS).write_text(json.dumps(dict(settings, **extra, results=rows),
                                         indent=2))
   shown = [RunResult.from_json(row) for row in rows]
-  seeds = settings['seeds']
-  title = f'{settings["benchmark"]}, ' + (
-      f'seeds {",".join(map(str, seeds))}' if seeds
-      else f'seed {settings["seed"]}')
-  if settings['scenario'] is not None:
-    title += f', {settings["scenario"]}-incremental'
-  plots.plot_accuracy_curves(shown, out / 'accuracy.png', title)
-  print(f'\n{title}: {description}')
-  print(format_table(shown))
-  if seeds and len(seeds) > 1:
-    print(f'\nover seeds {",".join(map(str, seeds))}:')
-    print(format_spread(shown))
+  plots.plot_accuracy_curves(shown, out / 'accuracy.png', _title(settings))
+  show(settings, shown, description)
   print(f'\nwrote {out / RESULTS} and {out / "accuracy.png"}')
