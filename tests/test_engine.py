@@ -391,7 +391,8 @@ def test_a_configuration_made_to_diverge_stops_alone(tasks, num_configs):
   ]
   seen = []
   with pytest.warns(
-    results.DivergenceWarning, match=r'ewc diverged in task 1 at step \d+: the loss'
+    results.DivergenceWarning, match=r'ewc diverged in task 1 at step \d+: the loss.*'
+    r"make_method\('ewc', learning_rate=\.\.\.\)"
   ):
     swept = fit(runs, on_step=lambda t, s, losses: seen.append((t, s, losses[0])))
   task, step = swept[0].diverged['task'], swept[0].diverged['step']
@@ -402,8 +403,10 @@ def test_a_configuration_made_to_diverge_stops_alone(tasks, num_configs):
   if num_configs == 1:  # nothing left to train: it stopped at that dispatch
     assert max(losses) < engine.STEPS_PER_CALL + step
   np.testing.assert_array_equal(np.isnan(swept[0].accuracy[:, 0]), [False, True, True])
-  assert swept[0].summary['average_accuracy'] is None
+  assert all(np.isnan(v) for v in swept[0].summary.values())
+  assert swept[0].status.startswith('diverged in task 1 at step')
   saved = swept[0].to_json()
+  assert saved['average_accuracy'] is None and saved['status'] == swept[0].status
   assert saved['diverged'] == swept[0].diverged and saved['accuracy'][1][0] is None
   assert 'diverged in task 1 at step' in report.format_table([swept[0]])
   for other, run in zip(swept[1:], runs[1:], strict=True):
@@ -434,7 +437,8 @@ def test_a_task_learnt_to_chance_is_marked(tasks):
 
 def test_the_stiffness_warning_names_the_fix_and_the_callers_line(tasks):
   with pytest.warns(
-    methods.StiffnessWarning, match=r'ewc: after task 0.*--set ewc.strength'
+    methods.StiffnessWarning, match=r"ewc: after task 0.*make_method\('ewc', "
+    r'strength=\.\.\.\) in Python, --set ewc.strength=\.\.\. on the command'
   ) as caught:
     engine.train(
       engine.Run(

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from classp_optax.continual.results import DivergenceWarning
+from classp_optax.continual.settings import how_to_set
 
 # What a run's time is spent on (RunResult.phase_seconds).
 PHASES = ('train', 'end_task', 'evaluation')
@@ -48,7 +49,9 @@ class Ledger:
     warnings.warn(
         f'{label} diverged in task {record["task"]} at step {record["step"]}: '
         f'{record["what"]} is not finite. The run stops here; its accuracies '
-        'are not reported.', DivergenceWarning, stacklevel=user_stacklevel())
+        'are not reported (its summary is NaN). A smaller step usually '
+        f'mends it: {how_to_set(label.split()[0], "learning_rate")}.',
+        DivergenceWarning, stacklevel=user_stacklevel())
 
   def to_record(self, rows: int) -> dict:
     """The checkpoint's record, with the first ``rows`` rows of each

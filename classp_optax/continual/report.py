@@ -47,9 +47,7 @@ def format_table(results) -> str:
   notes = []
   for r in results:
     if r.diverged is not None:
-      d = r.diverged
-      lines.append(f'{r.label:{width}} diverged in task {d["task"]} at step '
-                   f'{d["step"]} ({d["what"]} not finite): no result')
+      lines.append(f'{r.label:{width}} {r.status}')
       continue
     s = r.summary
     mark = '*' if r.not_learnt else ' '

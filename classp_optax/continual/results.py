@@ -1,6 +1,7 @@
 """What a run gives: its accuracy matrix, read-outs, and how it ended."""
 
 import dataclasses
+import math
 
 from flax import nnx
 import numpy as np
@@ -74,10 +75,21 @@ class RunResult:
 
   @property
   def summary(self) -> dict:
-    """The metrics of :mod:`metrics`; all None for a run that diverged."""
+    """The metrics of :mod:`metrics`; all NaN for a run that diverged, whose
+    :attr:`status` says where, so that no number stands for a result."""
     if self.diverged is not None:
-      return dict.fromkeys(metrics.summarize(np.zeros((1, 1))))
+      return dict.fromkeys(metrics.summarize(np.zeros((1, 1))), math.nan)
     return metrics.summarize(self.accuracy)
+
+  @property
+  def status(self) -> str:
+    """``'finished'``, or where the run diverged: ``'diverged in task 1 at
+    step 13 (loss not finite): no result'``."""
+    if self.diverged is None:
+      return 'finished'
+    d = self.diverged
+    return (f'diverged in task {d["task"]} at step {d["step"]} ({d["what"]} '
+            'not finite): no result')
 
   @property
   def not_learnt(self) -> list[int]:
@@ -114,5 +126,6 @@ class RunResult:
         bounds=self.bounds,
         majority_accuracy=self.majority_accuracy, not_learnt=self.not_learnt,
         diverged=self.diverged, swept=self.swept,
-        phase_seconds=self.phase_seconds, **self.summary,
+        phase_seconds=self.phase_seconds, status=self.status,
+        **{k: None if math.isnan(v) else v for k, v in self.summary.items()},
     )

@@ -171,3 +171,12 @@ def closest(name: str, known) -> str | None:
   close = difflib.get_close_matches(name, known, n=1) or [
       k for k in known if ''.join(w[0] for w in k.split('_')) == name]
   return close[0] if close else None
+
+
+def how_to_set(label: str, name: str, value=None) -> str:
+  """Where a user changes setting ``name`` of method ``label``, both ways:
+  ``how_to_set('ewc', 'strength')`` names ``make_method('ewc',
+  strength=...)`` and ``--set ewc.strength=...``."""
+  python, command = ('...', '...') if value is None else (repr(value), value)
+  return (f'make_method({label!r}, {name}={python}) in Python, '
+          f'--set {label}.{name}={command} on the command line')

@@ -31,6 +31,7 @@ from classp_optax.continual.settings import Integer
 from classp_optax.continual.settings import OneOf
 from classp_optax.continual.settings import Real
 from classp_optax.continual.settings import Setting
+from classp_optax.continual.settings import how_to_set
 from classp_optax.continual.settings import non_negative
 from classp_optax.continual.settings import positive
 
@@ -76,9 +77,9 @@ class Stiffness(hooklib.Hook):
         f'{label}: after task {t}, learning_rate x the penalty\'s largest '
         f'curvature is {value:.3g}, at or past {self.bound:g}, where SGD on '
         f'the penalty oscillates or diverges. Divide {label}.strength or '
-        f'{label}.learning_rate by more than {value / self.bound:.3g} (for '
-        f'example --set {label}.strength=...), or use an adaptive optimizer '
-        f'(--set {label}.optimizer=adam).'))]
+        f'{label}.learning_rate by more than {value / self.bound:.3g} '
+        f'({how_to_set(label, "strength")}), or use an adaptive '
+        f'optimizer ({how_to_set(label, "optimizer", "adam")}).'))]
 
 
 class EwcConsolidation(hooklib.Hook):
