@@ -38,6 +38,7 @@ from classp_optax.continual import suites
 from classp_optax.continual.arguments import parse_overrides
 from classp_optax.continual.arguments import parse_seeds
 from classp_optax.continual.arguments import parse_sweeps
+from classp_optax.continual.methods.catalogue import with_defaults
 from classp_optax.continual.suites import SUITES
 
 
@@ -72,9 +73,10 @@ def choose_methods(args, suite, scenario=None) -> list[methods.Method]:
   unknown = sorted(set(overrides) - set(labels))
   if unknown:
     raise ValueError(f'--set names methods not in --methods: {unknown}.')
-  return [methods.make_method(label, **{
-      **suite.defaults_for(label, scenario),
-      **methods.parse_settings(label, overrides.get(label, {}))}) for label in labels]
+  return [methods.make_method(label, **with_defaults(
+      label, suite.defaults_for(label, scenario),
+      methods.parse_settings(label, overrides.get(label, {}))))
+          for label in labels]
 
 
 def checkpoint_folder(out: pathlib.Path, method: methods.Method) -> pathlib.Path:
@@ -141,8 +143,9 @@ def _configurations(args, suite, scenario, chosen) -> dict:
   runs = {}
   for method in chosen:
     label = method.label
-    settings = {**suite.defaults_for(label, scenario),
-                **methods.parse_settings(label, overrides.get(label, {}))}
+    settings = with_defaults(
+        label, suite.defaults_for(label, scenario),
+        methods.parse_settings(label, overrides.get(label, {})))
     swept = [methods.parse_settings(label, texts) for texts in sweeps.get(label, [{}])]
     runs[label] = [
         Configuration(

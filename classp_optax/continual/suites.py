@@ -352,3 +352,18 @@ def own_data(dataset: datasets.Dataset, stream: str) -> Suite:
       lambda data_dir, seed, num_tasks, scenario: streams.permuted(
           dataset, num_tasks, seed, scenario=scenario),
       'mlp', num_tasks=5, scenarios=PERMUTED_SCENARIOS)
+
+
+def defaults_of(label: str, benchmark: str | None, scenario: str | None
+                ) -> dict:
+  """Method ``label``'s settings on ``benchmark`` (default: the command's
+  default benchmark) in ``scenario`` (default: the benchmark's)."""
+  benchmark = benchmark or 'permuted-digits'
+  if benchmark not in SUITES:
+    raise ValueError(f'benchmark must be one of {sorted(SUITES)}, got '
+                     f'{benchmark!r}.')
+  suite = SUITES[benchmark]
+  if scenario is not None and scenario not in (suite.scenarios or ()):
+    raise ValueError(f'scenario must be one of {suite.scenarios} on '
+                     f'{benchmark}, got {scenario!r}.')
+  return suite.defaults_for(label, scenario or suite.default_scenario)

@@ -112,8 +112,28 @@ def parse_settings(label: str, texts: dict[str, str]) -> dict:
   return {name: known[name].parse(text) for name, text in texts.items()}
 
 
-def make_method(name: str, **settings) -> Method:
+def with_defaults(label: str, defaults: dict, given: dict) -> dict:
+  """``given`` over ``defaults`` (a benchmark's settings for ``label``);
+  the defaults' learning rate and optimizer settings go when ``given``
+  moves the method to another optimizer, whose own defaults then apply."""
+  entry = _METHODS[split_label(label)[0]]
+  if entry.on_optimizer and 'optimizer' in given:
+    declared = {s.name: s.default for s in entry.settings}.get('optimizer')
+    if given['optimizer'] != defaults.get('optimizer', declared):
+      inner = {'learning_rate', 'optimizer', *optimizers.inner_settings()}
+      defaults = {k: v for k, v in defaults.items() if k not in inner}
+  return {**defaults, **given}
+
+
+def make_method(name: str, *, benchmark: str | None = None,
+                scenario: str | None = None, **settings) -> Method:
   """A method by name, or a labelled variant ``name:label`` of one.
+
+  Its defaults are its declared ones (``--list-settings``), or with
+  ``benchmark`` (and ``scenario``, default the benchmark's) those the
+  command uses on that benchmark (``classp-continual --benchmark ...``).
+  A method moved to another optimizer (``optimizer='classp'``) takes that
+  optimizer's learning rate and settings unless given.
 
   Unknown names and settings (with the closest known one), and values out
   of range, are errors that name ``label.setting`` and the values it
@@ -122,10 +142,16 @@ def make_method(name: str, **settings) -> Method:
   recorded in the hyperparameters when given.
   """
   kind, label = split_label(name)
+  if benchmark is not None or scenario is not None:
+    from classp_optax.continual import suites  # noqa: PLC0415 (data: lazily)
+    settings = with_defaults(label, suites.defaults_of(
+        label, benchmark, scenario), settings)
   known = check_names(label, settings)
   for key, value in settings.items():
     known[key].check(label, value)
   values = {key: s.default for key, s in known.items()}
+  if _METHODS[kind].on_optimizer:
+    values = optimizers.moved_defaults(values, settings)
   reset_state = settings.pop(RESET_STATE.name, None)
   values.update(settings)
   del values[RESET_STATE.name]

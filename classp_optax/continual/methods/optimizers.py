@@ -33,6 +33,8 @@ class Optimizer:
     hooks: read-outs it adds to a method (CLASSP's capacity used).
     prepare: its settings as the factory takes them (SGD: a momentum of 0
       is None, so that plain SGD keeps no trace).
+    defaults: the learning rate and settings a method moved onto it takes
+      unless given (a method keeps its own on the optimizer it declares).
   """
 
   factory: Callable[..., optax.GradientTransformation]
@@ -41,6 +43,7 @@ class Optimizer:
   stiffness_bound: Callable[[dict], float] = lambda settings: math.inf
   hooks: tuple = ()
   prepare: Callable[[dict], dict] = dict
+  defaults: dict = dataclasses.field(default_factory=dict)
 
 
 _OPTIMIZERS: dict[str, Optimizer] = {}
@@ -55,7 +58,19 @@ def register_optimizer(name: str, factory: Callable, settings=(), **options
   other fields of :class:`Optimizer`."""
   if not name.isidentifier():
     raise ValueError(f'an optimizer name is a Python identifier, got {name!r}.')
+  options.setdefault('defaults', {'learning_rate': 1e-3})
+  if 'learning_rate' not in options['defaults']:
+    raise ValueError(f'optimizer {name}: defaults must give a learning_rate.')
   _OPTIMIZERS[name] = Optimizer(factory, tuple(settings), **options)
+
+
+def moved_defaults(declared: dict, given: dict) -> dict:
+  """``declared`` (a method's defaults) with the defaults of the optimizer
+  ``given`` moves it onto, if it names one other than ``declared``'s."""
+  chosen = given.get('optimizer', declared['optimizer'])
+  if chosen == declared['optimizer'] or chosen not in _OPTIMIZERS:
+    return declared
+  return {**declared, **_OPTIMIZERS[chosen].defaults}
 
 
 def optimizer_names() -> tuple:

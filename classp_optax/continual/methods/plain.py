@@ -33,9 +33,12 @@ def _sgd_bound(settings: dict) -> float:
 
 optimizers.register_optimizer(
     'sgd', _sgd, (MOMENTUM,), stiffness_bound=_sgd_bound,
-    prepare=lambda settings: dict(momentum=settings['momentum'] or None))
-optimizers.register_optimizer('adam', optax.adam)
-optimizers.register_optimizer('adagrad', optax.adagrad)
+    prepare=lambda settings: dict(momentum=settings['momentum'] or None),
+    defaults=dict(learning_rate=0.03))
+optimizers.register_optimizer('adam', optax.adam,
+                              defaults=dict(learning_rate=1e-3))
+optimizers.register_optimizer('adagrad', optax.adagrad,
+                              defaults=dict(learning_rate=0.03))
 
 
 def optimizer_method(optimizer: str):
