@@ -339,7 +339,7 @@ def test_the_van_de_ven_preset_pairs_classes_by_seed():
       seen[0].train_logit_masks()[0], np.isin(np.arange(10), pairs[0][0]))
 
 
-@pytest.mark.parametrize('seeds', [[], ['--seeds', '0,1']])
+@pytest.mark.parametrize('seeds', [['--seeds', '0,1']])  # one run: test_interrupts
 def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path, seeds):
   """SIGINT (also while a checkpoint is being written: one after every step
   here, for one run as for a sweep of seeds) ends the run with exit code

@@ -16,6 +16,7 @@ folder; checkpoints go to its ``checkpoints/<method>/``.
 import argparse
 import dataclasses
 import functools
+import os
 import pathlib
 import shlex
 import shutil
@@ -27,6 +28,7 @@ from classp_optax.continual import arguments
 from classp_optax.continual import config as config_lib
 from classp_optax.continual import datasets
 from classp_optax.continual import engine
+from classp_optax.continual import interrupts
 from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import placement
@@ -234,7 +236,7 @@ def train_all(plan: Plan) -> list[results_lib.RunResult]:
         dict(method=c.method.label, hyperparams=c.method.hyperparams,
              seed=c.seed) for c in configurations])
     done = engine.train(
-        runs, mesh=mesh, checkpoint_dir=folder,
+        runs, mesh=mesh, checkpoint_dir=folder, on_step=interrupts.check,
         fingerprint=fingerprint, checkpoint_every_steps=args.checkpoint_every,
         checkpoint_every_seconds=60 * args.checkpoint_minutes,
         progress=not args.no_progress)
@@ -284,7 +286,8 @@ def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   args = parser.parse_args(argv)
   try:
-    run(args)
+    with interrupts.deferred():
+      run(args)
   except (ValueError, OSError) as e:
     parser.exit(2, f'classp-continual: error: {e}\n')
   except KeyboardInterrupt:
@@ -294,5 +297,20 @@ def main(argv=None) -> int:
   return 0
 
 
+def entry() -> None:
+  """The installed command: :func:`main`, then an exit that skips the
+  interpreter's teardown. Everything is written by then; tearing down
+  JAX's threads takes a moment, during which Python has given SIGINT
+  back to the system (a Ctrl-C there killed a finished run) and during
+  which an interrupted compile could crash the process at exit."""
+  try:
+    code = main()
+  except SystemExit as exit_:
+    code = exit_.code if isinstance(exit_.code, int) else 1
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  entry()
