@@ -9,8 +9,11 @@ from classp_optax._classp import classp
 from classp_optax._classp import default_accumulator_dtype
 from classp_optax._classp import scale_by_classp
 from classp_optax._diagnostics import ClasspStats
+from classp_optax._diagnostics import FrozenWeightsWarning
+from classp_optax._diagnostics import check_capacity
 from classp_optax._diagnostics import classp_stats
 from classp_optax._diagnostics import find_classp_state
+from classp_optax._diagnostics import threshold_for
 from classp_optax._diagnostics import tree_bytes
 from classp_optax._ewc import EWC_MODES
 from classp_optax._ewc import EwcState
@@ -35,11 +38,14 @@ __all__ = [
     'empirical_fisher',
     'ClasspState',
     'ClasspStats',
+    'FrozenWeightsWarning',
+    'check_capacity',
     'classp',
     'classp_stats',
     'default_accumulator_dtype',
     'find_classp_state',
     'scale_by_classp',
     'set_hyperparams',
+    'threshold_for',
     'tree_bytes',
 ]

@@ -1,6 +1,7 @@
 """Cheap, jittable read-outs of a CLASSP optimizer's state."""
 
 from typing import NamedTuple
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,51 @@ def classp_stats(opt_state, updates=None) -> ClasspStats:
           None if updates is None else _fraction(updates, lambda x: x != 0)
       ),
   )
+
+
+class FrozenWeightsWarning(UserWarning):
+  """A CLASSP optimizer has moved no weight: its threshold is above every
+  squared gradient it has seen."""
+
+
+def threshold_for(grads, fraction: float) -> float:
+  """The CLASSP ``threshold`` that lets about ``fraction`` of the weights
+  with these gradients move: the ``1 - fraction`` quantile of ``g*g`` over
+  every weight (the gate is ``g*g > threshold``, element by element).
+
+  Take ``grads`` from a few batches of the first task; gradients shrink as a
+  task is learnt, so a threshold chosen at the start lets fewer through
+  later. Not jittable (it returns a Python float).
+  """
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f'fraction must be in (0, 1], got {fraction}.')
+  squares = jnp.concatenate([jnp.ravel(jnp.abs(g).astype(jnp.float32) ** 2)
+                             for g in jax.tree.leaves(grads)])
+  return float(jnp.quantile(squares, 1.0 - fraction, method='lower'))
+
+
+def check_capacity(opt_state, grads=None) -> ClasspStats:
+  """:func:`classp_stats` of ``opt_state``, with a
+  :class:`FrozenWeightsWarning` if no weight has ever moved: call it after a
+  task (or a few steps) of your own loop. Given ``grads`` (a recent
+  gradient), the warning names their ``g*g`` and a threshold that lets a
+  tenth of the weights move. Not jittable."""
+  stats = classp_stats(opt_state)
+  if float(stats.capacity_used) == 0.0:
+    hint = ''
+    if grads is not None:
+      largest = max(float(jnp.max(jnp.abs(g) ** 2))
+                    for g in jax.tree.leaves(grads))
+      hint = (f' These gradients\' largest g*g is {largest:.3g}; '
+              f'threshold_for(grads, 0.1) = {threshold_for(grads, 0.1):.3g} '
+              'lets a tenth of the weights move.')
+    warnings.warn(
+        'CLASSP has moved no weight: every g*g so far was at or below its '
+        'threshold, so nothing learns. Lower the threshold (0 lets every '
+        'weight with a gradient move), or choose it from the gradients with '
+        f'classp_optax.threshold_for(grads, fraction).{hint}',
+        FrozenWeightsWarning, stacklevel=2)
+  return stats
 
 
 def tree_bytes(tree) -> int:

@@ -1,15 +1,20 @@
 """Diagnostics: grad_sum summaries and state bytes, checked by hand."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from classp_optax import FrozenWeightsWarning
+from classp_optax import check_capacity
 from classp_optax import classp
 from classp_optax import classp_stats
 from classp_optax import find_classp_state
 from classp_optax import scale_by_classp
+from classp_optax import threshold_for
 from classp_optax import tree_bytes
 
 
@@ -68,3 +73,29 @@ def test_stats_of_complex_parameters():
   assert float(stats.capacity_used) == 0.5
   assert float(stats.fraction_updated) == 0.5
   assert float(stats.mean_grad_sum) == pytest.approx((1 + 2**0.5) / 4)  # power 1
+
+
+def test_threshold_for_lets_that_fraction_of_the_gradients_through():
+  grads = {'a': jnp.arange(1.0, 7.0), 'b': -jnp.arange(7.0, 11.0)}  # g*g 1..100
+  for fraction in (0.1, 0.3, 0.5, 0.9):
+    threshold = threshold_for(grads, fraction)
+    passing = sum(int(jnp.sum(g * g > threshold)) for g in grads.values())
+    assert passing == round(10 * fraction), fraction
+  with pytest.raises(ValueError, match=r'fraction must be in \(0, 1\]'):
+    threshold_for(grads, 0.0)
+
+
+def test_a_classp_that_moved_no_weight_says_so_and_how_to_choose_the_threshold():
+  params = {'w': jnp.ones(100)}
+  grads = {'w': jnp.linspace(1e-4, 1e-2, 100)}  # g*g at most 1e-4
+  tx = classp(0.1, threshold=0.5)
+  state = tx.update(grads, tx.init(params), params)[1]
+  with pytest.warns(FrozenWeightsWarning, match=r'moved no weight.*g\*g.*'
+                    r'threshold_for\(grads, 0\.1\).*8\.\d+e-05'):
+    stats = check_capacity(state, grads)
+  assert float(stats.capacity_used) == 0.0
+  tx = classp(0.1, threshold=threshold_for(grads, 0.1))
+  state = tx.update(grads, tx.init(params), params)[1]
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    assert float(check_capacity(state).capacity_used) == pytest.approx(0.1)

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from classp_optax import FrozenWeightsWarning
 from classp_optax import classp
 from classp_optax import set_hyperparams
 from classp_optax.continual import Run
@@ -96,3 +97,13 @@ def test_a_misspelt_hyperparameter_gets_the_closest_name():
 def test_a_dataset_keeps_its_arrays():
   data = small_dataset()
   assert dataclasses.replace(data, name='other').x_train is data.x_train
+
+
+def test_a_classp_that_moves_no_weight_is_flagged_with_the_fix():
+  tasks = streams.split(small_dataset(), [(0, 1), (2, 3)])
+  with pytest.warns(FrozenWeightsWarning, match=r"moved no weight.*"
+                    r"make_method\('classp', threshold=\.\.\.\) in Python"):
+    result = train(Run(lambda: models.make_model('mlp', (4, 4, 1), 4, seed=0),
+                       tasks, make_method('classp', threshold=0.5),
+                       TrainConfig(batch_size=8)))
+  assert result.capacity_used[0] == 0.0  # later tasks: later_threshold, 0

@@ -10,6 +10,7 @@ step compiles once per run.
 import jax.numpy as jnp
 import numpy as np
 
+from classp_optax import FrozenWeightsWarning
 from classp_optax import classp
 from classp_optax import classp_stats
 from classp_optax import set_hyperparams
@@ -22,6 +23,7 @@ from classp_optax.continual.settings import Flag
 from classp_optax.continual.settings import Integer
 from classp_optax.continual.settings import Real
 from classp_optax.continual.settings import Setting
+from classp_optax.continual.settings import how_to_set
 from classp_optax.continual.settings import non_negative
 from classp_optax.continual.settings import positive
 
@@ -38,6 +40,17 @@ class CapacityUsed(hooklib.Hook):
 
   def readouts(self, state):
     return {'capacity_used': classp_stats(state.opt_state).capacity_used}
+
+  def warnings(self, values, t, label, trains_after):
+    del trains_after
+    if values['capacity_used'] > 0:
+      return []
+    return [(FrozenWeightsWarning, (
+        f'{label}: after task {t}, CLASSP has moved no weight (capacity used '
+        '0): every g*g was at or below its threshold. Lower it '
+        f'({how_to_set(label, "threshold")}); '
+        'classp_optax.threshold_for(grads, fraction) chooses one from '
+        'gradients.'))]
 
 
 def _classp(learning_rate, threshold, power, eps):
