@@ -77,13 +77,15 @@ class Dataset:
   @classmethod
   def from_arrays(cls, x_train, y_train, x_test, y_test, *, name: str = 'data',
                   num_classes: int | None = None) -> 'Dataset':
-    """A dataset of your own arrays: inputs ``(n, ...)`` of any real dtype
-    (kept as float32; images ``(n, height, width)`` gain a channel axis),
-    integer labels in ``[0, num_classes)``; ``num_classes`` defaults to the
+    """A classification dataset of your own arrays: inputs ``(n, ...)`` of
+    any real dtype (kept as float32; images ``(n, height, width)`` gain a
+    channel axis), integer labels in ``[0, num_classes)``; ``num_classes`` defaults to the
     largest label plus one. ValueError, naming the array, otherwise."""
     x_train, x_test = (_inputs(x, f'x_{s}') for x, s in ((x_train, 'train'),
                                                          (x_test, 'test')))
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    check_labels(y_train, 'y_train')
+    check_labels(y_test, 'y_test')
     if num_classes is None and y_train.size:
       num_classes = int(max(np.max(y_train), np.max(y_test, initial=0))) + 1
     return cls(name, x_train, y_train, x_test, y_test, num_classes or 1)
@@ -98,19 +100,26 @@ def _inputs(x, name: str) -> np.ndarray:
       np.float32)
 
 
+def check_labels(y, name: str) -> None:
+  """ValueError unless ``y`` holds integer class labels, one per example."""
+  y = np.asarray(y)
+  if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(
+        f'{name} must hold integer labels, one per example (shape (n,)), got '
+        f'dtype {y.dtype} and shape {y.shape}; whole numbers stored as '
+        'floats become labels with y.astype(np.int32).')
+
+
 def _check_split(data: 'Dataset', split: str) -> None:
-  """ValueError unless ``split``'s inputs and labels agree and the labels
-  are integers in ``[0, num_classes)``."""
+  """ValueError unless ``split``'s inputs and labels agree and integer
+  labels lie in ``[0, num_classes)`` (other targets are a custom loss's)."""
   x, y = getattr(data, f'x_{split}'), getattr(data, f'y_{split}')
   if len(x) != len(y):
     raise ValueError(f'{data.name}: {len(x)} {split} images but {len(y)} '
                      'labels.')
   y = np.asarray(y)
-  if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-    raise ValueError(
-        f'{data.name}: y_{split} must hold integer labels, one per example '
-        f'(shape (n,)), got dtype {y.dtype} and shape {y.shape}; whole '
-        f'numbers stored as floats become labels with y.astype(np.int32).')
+  if not np.issubdtype(y.dtype, np.integer):
+    return  # targets of a loss of the user's own (regression); see below
   if y.size and not 0 <= y.min() <= y.max() < data.num_classes:
     raise ValueError(
         f'{data.name}: y_{split} holds labels in [{y.min()}, {y.max()}] but '

@@ -114,7 +114,8 @@ class _Engine:
                          for task in tasks)
     self.ledger = Ledger.empty(len(runs), self.num_tasks)
     self.models = [r.make_model() for r in runs]
-    check_model(self.models[0], self.train_tasks[0])
+    check_model(self.models[0], self.train_tasks[0],
+                classifies=example_loss is compiled.masked_cross_entropy)
     self.steps_per_call = steps_per_call or default_steps_per_call(
         self.models[0])
     self._build_program()

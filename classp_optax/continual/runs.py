@@ -10,6 +10,7 @@ from flax import nnx
 import jax
 import numpy as np
 
+from classp_optax.continual import datasets
 from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.config import check_config
 from classp_optax.continual.method import Method
@@ -67,12 +68,16 @@ def check_runs(runs: Sequence[Run], data_devices: int = 1,
   _check_count('steps_per_call', steps_per_call)
 
 
-def check_model(model: nnx.Module, tasks: Sequence[Task]) -> None:
+def check_model(model: nnx.Module, tasks: Sequence[Task],
+                classifies: bool = True) -> None:
   """ValueError, naming the shapes, unless ``model`` takes every task's
-  inputs and gives the outputs they need: traced, nothing compiled."""
+  inputs and gives the outputs they need (and, if it ``classifies``, the
+  labels are integers): traced, nothing compiled."""
   graphdef, state = nnx.split(model)
   for task in tasks:
-    x, _ = task.train_batch(np.arange(1))
+    x, y = task.train_batch(np.arange(1))
+    if classifies:
+      datasets.check_labels(y, f'task {task.name!r}: the dataset\'s y_train')
     spec = jax.ShapeDtypeStruct(x.shape, x.dtype)
     try:
       out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, spec)
