@@ -673,7 +673,7 @@ def test_ewc_consolidates_the_fisher_of_each_task(tasks):
     'ewc', learning_rate=0.1, strength=1.0, fisher_samples=64
   )
   result = engine.train(engine.Run(cnn(), tasks[:1], method, CONFIG))
-  positions, _ = method.hooks[0].plan(tasks, 0, CONFIG.seed)
+  positions, _, _ = method.hooks[0].plan(tasks, 0, CONFIG.seed)
   x, y = tasks[0].train_batch(positions)
   model = result.model
   model.eval()

@@ -143,7 +143,7 @@ def test_the_engines_fisher_is_computed_with_dropout_off():
   no_dropout = models.CNN((8, 8, 1), 10, dropout=0.0, rngs=nnx.Rngs(0))
   nnx.update(no_dropout, nnx.state(result.model, nnx.Param))
   graphdef, params, rest = nnx.split(no_dropout, nnx.Param, ...)
-  positions, _ = method.hooks[0].plan([task], 0, seed=0)
+  positions, _, _ = method.hooks[0].plan([task], 0, seed=0)
   x, y = task.train_batch(positions)
 
   def loss(params, x, y, rest):

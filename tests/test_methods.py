@@ -38,6 +38,7 @@ BAD = {
     'optimizer': (['rmsprop', 3], "('sgd', 'adam', 'adagrad', 'classp')"),
     'relative_threshold': (['yes', 1], 'True or False'),
     'fisher_samples': (['abc', 0, 1.5, True], 'an integer >= 1'),
+    'fisher': (['true', 1], "('empirical', 'predicted', 'sampled', 'exact')"),
     'budget': (['abc', -1, 1.5, True], 'an integer >= 0'),
     'buffer_size': (['abc', -1, 1.5, True], 'an integer >= 0'),
     'minibatch_size': (['abc', 0, 1.5, True], 'an integer >= 1'),

@@ -10,7 +10,6 @@ import math
 
 from flax import struct
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -22,8 +21,8 @@ from classp_optax import add_si_penalty
 from classp_optax import consolidate_ewc
 from classp_optax import consolidate_si
 from classp_optax._state_search import find_unique
-from classp_optax._state_search import real_zeros_like
 from classp_optax.continual import hooks as hooklib
+from classp_optax.continual.methods import fisher as fisher_lib
 from classp_optax.continual.methods import optimizers
 from classp_optax.continual.methods.catalogue import register_method
 from classp_optax.continual.methods.plain import learning_rate
@@ -83,13 +82,15 @@ class Stiffness(hooklib.Hook):
 
 
 class EwcConsolidation(hooklib.Hook):
-  """EWC's consolidation at each task's end: the empirical Fisher of
-  ``fisher_samples`` of the task's training examples (seeded by the run's
-  seed), in evaluation mode."""
+  """EWC's consolidation at each task's end: the diagonal Fisher of kind
+  ``fisher`` (:mod:`fisher`) on ``fisher_samples`` of the task's training
+  examples (chosen and, for ``sampled``, labelled by the run's seed), in
+  evaluation mode."""
 
   decay: float = 1.0
   mode: str = struct.field(pytree_node=False, default='separate')
   fisher_samples: int = struct.field(pytree_node=False, default=1000)
+  fisher: str = struct.field(pytree_node=False, default='empirical')
 
   def plan(self, tasks, t, seed):
     chosen = np.random.default_rng([seed, 7919]).permutation(
@@ -98,10 +99,13 @@ class EwcConsolidation(hooklib.Hook):
     positions = np.zeros(self.fisher_samples, np.int32)
     weights = np.zeros(self.fisher_samples, np.float32)
     positions[:len(chosen)], weights[:len(chosen)] = chosen, 1.0
-    return positions, weights
+    return positions, weights, np.asarray([seed, t], np.uint32)
 
   def end_task(self, state, data, model, plan):
-    fisher = empirical_fisher_of(model, state.params, data, *plan)
+    positions, weights, seed = plan
+    key = jax.random.fold_in(jax.random.key(seed[0]), seed[1])
+    fisher = fisher_lib.fisher_of(self.fisher, model, state.params, data,
+                                  positions, weights, key)
     return state._replace(opt_state=consolidate_ewc(
         state.opt_state, state.params, fisher, mode=self.mode,
         decay=self.decay))
@@ -118,25 +122,6 @@ class SiConsolidation(hooklib.Hook):
         state.opt_state, state.params, self.damping))
 
 
-def empirical_fisher_of(model: hooklib.Model, params, data: hooklib.TaskData,
-                        positions, weights, chunk: int = 256):
-  """The diagonal empirical Fisher of the examples at ``positions`` of
-  ``data`` weighted by ``weights`` (0 on padding): their weighted mean
-  squared per-example gradient, in chunks of ``chunk`` examples (unrolled:
-  XLA:CPU is slow on a convolution's gradient inside a loop)."""
-
-  def example_loss(params, x, y, train_masks):
-    return model.loss(params, x[None], y[None], train_masks)[0]
-
-  total = real_zeros_like(params)
-  for start in range(0, len(positions), chunk):
-    rows = positions[start:start + chunk]
-    total = jax.tree.map(jnp.add, total, _ewc.squared_gradient_sum(
-        example_loss, params, data.inputs[rows], data.labels[rows],
-        weights[start:start + chunk], (data.train_masks,)))
-  return jax.tree.map(lambda f: f / jnp.sum(weights), total)
-
-
 def _ewc_tx(strength, optimizer: str, learning_rate, **settings):
   return optax.chain(add_ewc_penalty(strength),
                      optimizers.build(optimizer, learning_rate, **settings))
@@ -148,17 +133,18 @@ def _si_tx(strength, optimizer: str, learning_rate, **settings):
 
 
 def ewc_method(learning_rate, strength, mode, decay, optimizer,
-               fisher_samples, **settings):
-  """EWC's penalty on an optimizer. Each task's Fisher is taken on
-  ``fisher_samples`` of its training examples. The penalty's curvature on
-  weight ``i`` is ``strength * F_i``, so SGD stays stable while
+               fisher_samples, fisher, **settings):
+  """EWC's penalty on an optimizer. Each task's Fisher, of kind ``fisher``,
+  is taken on ``fisher_samples`` of its training examples. The penalty's
+  curvature on weight ``i`` is ``strength * F_i``, so SGD stays stable while
   ``learning_rate * strength * max F < 2 (1 + momentum)``."""
   values = dict(settings, optimizer=optimizer, learning_rate=learning_rate)
   consolidation = EwcConsolidation(decay=decay, mode=mode,
-                                   fisher_samples=fisher_samples)
+                                   fisher_samples=fisher_samples, fisher=fisher)
   method, bound = optimizers.on_optimizer(
       'ewc', _ewc_tx, values, injected=dict(strength=strength),
-      recorded=dict(mode=mode, decay=decay, fisher_samples=fisher_samples))
+      recorded=dict(mode=mode, decay=decay, fisher_samples=fisher_samples,
+                    fisher=fisher))
   return optimizers.with_hooks(method, consolidation, Stiffness(
       bound=bound, state=_ewc.EwcState, field='fisher'))
 
@@ -186,6 +172,9 @@ register_method('ewc', ewc_method, (
     optimizers.optimizer_setting('sgd'),
     Setting('fisher_samples', 1000, "training examples in each task's "
             'Fisher', Integer(1)),
+    Setting('fisher', 'empirical', "the Fisher's labels: the true one, the "
+            "model's most probable, one drawn from it, or all (exact)",
+            OneOf(fisher_lib.KINDS)),
 ), on_optimizer=True)
 register_method('si', si_method, (
     learning_rate(0.03, (0.01, 0.03, 0.1)),

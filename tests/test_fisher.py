@@ -1,0 +1,131 @@
+"""EWC's diagonal Fisher four ways (van de Ven 2025, arXiv 2502.11756),
+each against a direct per-example reference on a tiny model, and reduced in
+chunks so that its memory does not grow with the number of samples."""
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from classp_optax.continual import hooks as hooklib
+from classp_optax.continual import steps
+from classp_optax.continual.methods import fisher as fisher_lib
+from classp_optax.continual.models import MLP
+
+NUM_OUTPUTS = 4
+
+
+def tiny():
+  """A 3-4-4 MLP in evaluation mode, a task's data whose examples train the
+  first three outputs (the fourth masked), and the weights."""
+  model = MLP(3, (4,), NUM_OUTPUTS, rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(10, 3)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 3, 10), jnp.int32)
+  masks = jnp.asarray(np.broadcast_to([True, True, True, False], (4, 4)))
+  data = hooklib.TaskData(x, y, masks, jnp.int32(0))
+  return hooklib.Model(graphdef, rest, steps.masked_cross_entropy), params, data
+
+
+def probabilities(model, params, x):
+  logits = np.asarray(model.outputs(params, x[None])[0], np.float64)[:3]
+  p = np.exp(logits - logits.max())
+  return np.append(p / p.sum(), 0.0)
+
+
+def squared_grad(model, params, x, label):
+  def nll(params):
+    return model.loss(params, x[None], jnp.asarray([label]),
+                      jnp.ones((NUM_OUTPUTS, NUM_OUTPUTS), bool)
+                      .at[:, 3].set(False))[0]
+  return jax.tree.map(lambda g: np.asarray(g, np.float64) ** 2,
+                      jax.grad(nll)(params))
+
+
+def reference(model, params, data, label_weights):
+  """Mean over examples of sum_c w(n, c) (d -log p(c|x_n) / dw)^2, one
+  example and one class at a time."""
+  total = jax.tree.map(lambda p: np.zeros(p.shape), params)
+  for n in range(len(data.inputs)):
+    for c, w in label_weights(n, probabilities(model, params, data.inputs[n])):
+      g = squared_grad(model, params, data.inputs[n], c)
+      total = jax.tree.map(lambda t, g, w=w: t + w * g, total, g)
+  return jax.tree.map(lambda t: t / len(data.inputs), total)
+
+
+def computed(kind, model, params, data, key=None, chunk=4):
+  key = jax.random.key(0) if key is None else key
+  positions = np.arange(12, dtype=np.int32) % 10   # 10 examples, 2 padding
+  weights = (np.arange(12) < 10).astype(np.float32)
+  return fisher_lib.fisher_of(kind, model, params, data, positions, weights,
+                              key, chunk=chunk)
+
+
+@pytest.mark.parametrize('kind,label_weights', [
+    ('empirical', lambda data: lambda n, p: [(int(data.labels[n]), 1.0)]),
+    ('predicted', lambda data: lambda n, p: [(int(np.argmax(p)), 1.0)]),
+    ('exact', lambda data: lambda n, p: list(enumerate(p))),
+])
+def test_each_kind_equals_its_per_example_reference(kind, label_weights):
+  model, params, data = tiny()
+  want = reference(model, params, data, label_weights(data))
+  got = computed(kind, model, params, data)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-9)
+
+
+def test_the_chunk_size_changes_nothing():
+  model, params, data = tiny()
+  for kind in fisher_lib.KINDS:
+    a = computed(kind, model, params, data, chunk=4)
+    b = computed(kind, model, params, data, chunk=12)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-10)
+
+
+def test_the_sampled_fisher_is_the_exact_one_in_expectation():
+  """The mean of 400 sampled Fishers is within 5 standard errors of the
+  exact one, weight by weight; each draw differs."""
+  model, params, data = tiny()
+  exact = jnp.concatenate([jnp.ravel(f) for f in jax.tree.leaves(
+      computed('exact', model, params, data))])
+  draw = jax.jit(lambda key: jnp.concatenate([jnp.ravel(f) for f in
+                                              jax.tree.leaves(computed(
+      'sampled', model, params, data, key))]))
+  samples = np.stack([draw(k) for k in jax.random.split(jax.random.key(1), 400)])
+  assert not np.allclose(samples[0], samples[1])
+  mean, sem = samples.mean(0), samples.std(0) / np.sqrt(len(samples))
+  big = np.asarray(exact) > 1e-6
+  assert np.all(np.abs(mean - exact)[big] <= 5 * sem[big] + 1e-7)
+
+
+def test_an_unknown_kind_is_refused_naming_the_kinds():
+  model, params, data = tiny()
+  with pytest.raises(ValueError, match=r"fisher must be one of \('empirical'"):
+    computed('true', model, params, data)
+
+
+def test_ewc_takes_each_kind_through_the_engine_and_records_it():
+  """On two tasks of split digits, the kind reaches the consolidated
+  Fisher (exact and empirical differ) and the run's hyperparameters."""
+  from classp_optax import EwcState
+  from classp_optax._state_search import find_unique
+  from classp_optax.continual import Run, TrainConfig, make_method, train
+  from classp_optax.continual import models, streams
+  from classp_optax.continual.datasets import load_digits
+
+  tasks = streams.split(load_digits(), [(0, 1), (2, 3)], scenario='class')
+  found = {}
+  for kind in ('empirical', 'exact'):
+    method = make_method('ewc', fisher=kind, fisher_samples=100)
+    assert method.hyperparams['fisher'] == kind
+    result = train(Run(lambda: models.make_model('mlp', (8, 8, 1), 10, seed=0,
+                                                 hidden=(16,)),
+                       tasks, method, TrainConfig(batch_size=16)))
+    found[kind] = find_unique(result.opt_state, EwcState, 'EwcState').fisher
+  a, b = (np.concatenate([np.ravel(f) for f in jax.tree.leaves(found[k])])
+          for k in ('empirical', 'exact'))
+  assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
+  assert not np.allclose(a, b)
