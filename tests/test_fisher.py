@@ -112,8 +112,12 @@ def test_ewc_takes_each_kind_through_the_engine_and_records_it():
   Fisher (exact and empirical differ) and the run's hyperparameters."""
   from classp_optax import EwcState
   from classp_optax._state_search import find_unique
-  from classp_optax.continual import Run, TrainConfig, make_method, train
-  from classp_optax.continual import models, streams
+  from classp_optax.continual import Run
+  from classp_optax.continual import TrainConfig
+  from classp_optax.continual import make_method
+  from classp_optax.continual import models
+  from classp_optax.continual import streams
+  from classp_optax.continual import train
   from classp_optax.continual.datasets import load_digits
 
   tasks = streams.split(load_digits(), [(0, 1), (2, 3)], scenario='class')
