@@ -14,8 +14,6 @@ import optax
 import pytest
 
 from classp_optax import set_hyperparams
-from classp_optax._state_search import find_unique
-from classp_optax._state_search import replace_node
 from classp_optax.continual import Hook
 from classp_optax.continual import Method
 from classp_optax.continual import Run
@@ -62,13 +60,11 @@ class AnchorAtTaskEnd(Hook):
   the weights moved from the previous anchor is recorded."""
 
   def end_task(self, state, data, model, plan):
-    old = find_unique(state.opt_state, PullState, 'PullState')
-    new = PullState(state.params, jnp.float32(1))
-    return state._replace(opt_state=replace_node(state.opt_state, old, new))
+    return state._replace(opt_state=optax.tree.set(
+        state.opt_state, anchor=state.params, active=jnp.float32(1)))
 
   def readouts(self, state):
-    pull = find_unique(state.opt_state, PullState, 'PullState')
-    return {'anchored': pull.active}
+    return {'anchored': optax.tree.get(state.opt_state, 'active')}
 
 
 def pull_method(strength: float, learning_rate: float = 0.1) -> Method:
@@ -96,9 +92,8 @@ def test_a_method_defined_outside_the_toolkit_trains_through_the_engine():
   weights, and a strong pull holds task 1's weights near task 0's."""
   tasks = stream(0)
   result = train(Run(mlp(0), tasks, pull_method(1.0), CONFIG))
-  pull = find_unique(result.opt_state, PullState, 'PullState')
-  for anchor, w in zip(jax.tree.leaves(pull.anchor), _params(result.model),
-                       strict=True):
+  anchors = jax.tree.leaves(optax.tree.get(result.opt_state, 'anchor'))
+  for anchor, w in zip(anchors, _params(result.model), strict=True):
     np.testing.assert_array_equal(anchor, w)
   assert result.readouts == {'anchored': [1.0, 1.0, 1.0]}
 
