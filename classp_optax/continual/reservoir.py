@@ -114,3 +114,9 @@ def masked_mean(values, valid) -> jax.Array:
   """The mean of ``values`` where ``valid`` (0 where none is)."""
   total = jnp.sum(jnp.where(valid, values, 0.0))
   return total / jnp.maximum(jnp.sum(valid), 1)
+
+
+def readouts(buffer: Buffer) -> dict:
+  """What a method with a buffer reads out after each task: how many
+  examples it holds."""
+  return {'buffered': buffer.stored().astype(jnp.float32)}

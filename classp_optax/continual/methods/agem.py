@@ -83,7 +83,7 @@ class GradientEpisodicMemory(hooklib.Hook):
   def readouts(self, state):
     if not isinstance(state.extra, reservoir.Buffer):
       return {}
-    return {'buffered': state.extra.stored().astype(jnp.float32)}
+    return reservoir.readouts(state.extra)
 
 
 def agem_method(buffer_size, minibatch_size, **values):

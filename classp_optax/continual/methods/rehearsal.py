@@ -70,7 +70,7 @@ class Reservoir(hooklib.Hook):
   def readouts(self, state):
     if not self.buffer_size:
       return {}
-    return {'buffered': state.extra.stored().astype(jnp.float32)}
+    return reservoir.readouts(state.extra)
 
   def _draw_loss(self, extra, step):
     """The mean loss of a draw on its stored labels, and the buffer."""
