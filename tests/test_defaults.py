@@ -89,3 +89,22 @@ def test_replay_on_classp_learns_with_its_defaults():
   on_adam = _average(make_method('replay'))
   on_classp = _average(make_method('replay', optimizer='classp'))
   assert on_classp > 0.8 and on_classp > on_adam - 0.1
+
+
+@pytest.mark.parametrize('label,setting,value', [
+    ('ewc:online', 'mode', 'online'), ('ewc:exact', 'fisher', 'exact'),
+    ('replay:classp', 'optimizer', 'classp')])
+def test_a_variant_named_after_a_value_has_that_value(label, setting, value):
+  assert make_method(label).hyperparams[setting] == value
+  assert make_method(label, **{setting: value}).hyperparams[setting] == value
+
+
+def test_a_variants_name_never_disagrees_with_its_settings():
+  with pytest.raises(ValueError, match=r"ewc:online\.mode='separate' "
+                     r"disagrees with the label ewc:online"):
+    make_method('ewc:online', mode='separate')
+
+
+def test_a_variant_named_after_an_optimizer_drops_the_benchmarks_rate():
+  made = make_method('replay:classp', benchmark='split-digits', scenario='class')
+  assert {k: made.hyperparams[k] for k in CLASSP_UNDER} == CLASSP_UNDER

@@ -19,6 +19,7 @@ from classp_optax.continual.method import Method
 from classp_optax.continual.methods import optimizers
 from classp_optax.continual.methods import reset
 from classp_optax.continual.settings import Flag
+from classp_optax.continual.settings import OneOf
 from classp_optax.continual.settings import Setting
 from classp_optax.continual.settings import closest
 
@@ -117,9 +118,12 @@ def with_defaults(label: str, defaults: dict, given: dict) -> dict:
   the defaults' learning rate and optimizer settings go when ``given``
   moves the method to another optimizer, whose own defaults then apply."""
   entry = _METHODS[split_label(label)[0]]
-  if entry.on_optimizer and 'optimizer' in given:
+  variant = label.partition(':')[2]  # replay:classp names its optimizer
+  chosen = given.get('optimizer', variant if variant in
+                     optimizers.optimizer_names() else None)
+  if entry.on_optimizer and chosen is not None:
     declared = {s.name: s.default for s in entry.settings}.get('optimizer')
-    if given['optimizer'] != defaults.get('optimizer', declared):
+    if chosen != defaults.get('optimizer', declared):
       inner = {'learning_rate', 'optimizer', *optimizers.inner_settings()}
       defaults = {k: v for k, v in defaults.items() if k not in inner}
   return {**defaults, **given}
@@ -147,6 +151,7 @@ def make_method(name: str, *, benchmark: str | None = None,
     settings = with_defaults(label, suites.defaults_of(
         label, benchmark, scenario), settings)
   known = check_names(label, settings)
+  settings = _named_by_label(label, known, settings)
   for key, value in settings.items():
     known[key].check(label, value)
   values = {key: s.default for key, s in known.items()}
@@ -161,6 +166,22 @@ def make_method(name: str, *, benchmark: str | None = None,
   return dataclasses.replace(
       method, hooks=(reset.ResetState(),) * reset_state + method.hooks,
       hyperparams={**method.hyperparams, 'reset_state': reset_state})
+
+
+def _named_by_label(label: str, known: dict, settings: dict) -> dict:
+  """``settings`` with the value a variant's label names (``ewc:online``:
+  mode ``'online'``); ValueError if they set it otherwise, so that a
+  variant's name never disagrees with what it runs."""
+  variant = label.partition(':')[2]
+  named = {name: variant for name, s in known.items()
+           if isinstance(s.accepts, OneOf) and variant in s.accepts.choices}
+  for name, value in named.items():
+    if settings.get(name, value) != value:
+      raise ValueError(
+          f'{label}.{name}={settings[name]!r} disagrees with the label '
+          f'{label}, which names {name}={value!r}; give the variant another '
+          'label.')
+  return {**settings, **named}
 
 
 def describe(label: str, defaults: dict) -> str:
