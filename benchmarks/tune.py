@@ -128,8 +128,37 @@ def _vdv_spaces(benchmark: str, scenario: str) -> dict:
   }
 
 
-TARGET_SPACES = {target: _vdv_spaces(*preset)
-                 for target, preset in VDV_TARGETS.items()}
+# The DER paper's presets: ER and DER++ on CLASSP at buffers of 200 and 500,
+# each with six configurations (learning rate x threshold, power 2), the
+# other settings (buffer, draw size, alpha, beta) at the preset's for that
+# buffer. ``er:classp`` and ``derpp:classp`` run on CLASSP by their label.
+DER_TARGETS = {'split-mnist-der-class': ('split-mnist-der', 'class'),
+               'split-mnist-der-task': ('split-mnist-der', 'task'),
+               'permuted-mnist-der': ('permuted-mnist-der', None),
+               'rotated-mnist-der': ('rotated-mnist-der', None)}
+TARGETS.update({target: ('--benchmark', benchmark)
+                + (('--scenario', scenario) if scenario else ())
+                for target, (benchmark, scenario) in DER_TARGETS.items()})
+
+
+def _der_spaces(benchmark: str) -> dict:
+  defaults = suites.SUITES[benchmark].method_defaults
+  spaces = {}
+  for method in ('er', 'derpp'):
+    for size in (200, 500):
+      kept = {name: [value] for name, value in defaults[
+          method if size == 200 else f'{method}:500'].items()
+              if name != 'learning_rate'}
+      spaces[f'{method}:classp' + ('' if size == 200 else '500')] = _grid(
+          learning_rate=[3e-3, 1e-2, 3e-2], threshold=[1e-5, 1e-3],
+          optimizer=['classp'], power=[2.0], **kept)
+  return spaces
+
+
+TARGET_SPACES = {**{target: _vdv_spaces(*preset)
+                    for target, preset in VDV_TARGETS.items()},
+                 **{target: _der_spaces(benchmark)
+                    for target, (benchmark, _) in DER_TARGETS.items()}}
 
 
 def space(target: str, method: str) -> list[dict]:
