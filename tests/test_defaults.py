@@ -108,3 +108,11 @@ def test_a_variants_name_never_disagrees_with_its_settings():
 def test_a_variant_named_after_an_optimizer_drops_the_benchmarks_rate():
   made = make_method('replay:classp', benchmark='split-digits', scenario='class')
   assert {k: made.hyperparams[k] for k in CLASSP_UNDER} == CLASSP_UNDER
+
+
+def test_a_quoted_name_on_the_command_line_is_the_name():
+  """As benchmarks/tune.py writes it (``repr``), and as a shell user may."""
+  from classp_optax.continual import methods
+  for text in ("'classp'", '"classp"', 'classp'):
+    assert methods.parse_settings('ewc:classp', {'optimizer': text}) == {
+        'optimizer': 'classp'}

@@ -102,6 +102,9 @@ class OneOf:
       raise ValueError(f'{name} must be one of {self.choices}, got {value!r}.')
 
   def parse(self, text: str):
+    """The name, without the quotes of a Python literal (``'adam'``)."""
+    if len(text) > 1 and text[0] == text[-1] and text[0] in '\'"':
+      return text[1:-1]
     return text
 
 
