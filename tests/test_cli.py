@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -337,39 +335,6 @@ def test_the_van_de_ven_preset_pairs_classes_by_seed():
   seen = suites.split_pairs_by_seed(ds, 0, 'class')
   np.testing.assert_array_equal(
       seen[0].train_logit_masks()[0], np.isin(np.arange(10), pairs[0][0]))
-
-
-@pytest.mark.parametrize('seeds', [['--seeds', '0,1']])  # one run: test_interrupts
-def test_ctrl_c_exits_cleanly_with_the_command_that_resumes(tmp_path, seeds):
-  """SIGINT (also while a checkpoint is being written: one after every step
-  here, for one run as for a sweep of seeds) ends the run with exit code
-  130, no traceback, and the command that continues it; that command then
-  finishes the run."""
-  out = tmp_path / 'run'
-  argv = [sys.executable, '-m', 'classp_optax.continual', '--methods', 'sgd',
-          '--no-progress', '--out', str(out), '--checkpoint-every', '1',
-          '--tasks', '2', '--steps-per-task', '6', *seeds]
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
-  process = subprocess.Popen(
-      argv, stderr=subprocess.PIPE, text=True, env=env,
-      # A shell's background jobs ignore SIGINT; a user's terminal does not.
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-  folder = out / 'checkpoints' / 'sgd'
-  deadline = time.monotonic() + 120
-  while not (folder.exists() and any(folder.iterdir())):
-    assert process.poll() is None and time.monotonic() < deadline
-    time.sleep(0.02)
-  time.sleep(0.3)
-  process.send_signal(signal.SIGINT)
-  _, err = process.communicate(timeout=60)
-  assert process.returncode == 130, err
-  assert 'Traceback' not in err
-  assert '--resume' in err and '--checkpoint-every 1' in err
-  assert '--tasks 2 --steps-per-task 6' in err
-  resumed = subprocess.run(argv + ['--resume'], env=env, capture_output=True,
-                           text=True, timeout=300)
-  assert resumed.returncode == 0, resumed.stderr
-  assert (out / 'results.json').exists()
 
 
 def test_the_evaluation_batch_divides_the_mesh_data_axis(tmp_path):

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-ARGV = ['--benchmark', 'split-digits', '--methods', 'classp',
-        '--no-progress', '--checkpoint-every', '2', '--epochs', '3']
+ARGV = ['--benchmark', 'split-digits', '--methods', 'classp', '--seeds', '0,1',
+        '--no-progress', '--checkpoint-every', '2', '--epochs', '2']
 # When each SIGINT is sent: a moment after the output folder appears (the
 # run is building its data and compiling), then moments after a resumed
 # process writes its first new checkpoint (it is training and checkpointing).
@@ -71,8 +71,8 @@ def test_ctrl_c_at_many_moments_never_crashes_and_resumes_exactly(tmp_path):
     codes.append(code)
     assert code in (0, 130), (wait_for, after, code, err)  # 139: a crash
     assert 'Traceback' not in err and 'Fatal Python error' not in err, err
-    if code == 130:
-      assert '--resume' in err, err
+    if code == 130:  # the command that resumes it, the sweep's included
+      assert '--resume' in err and '--seeds 0,1' in err, err
   assert codes.count(130) >= 3, codes
   finished = subprocess.run(_command(out, '--resume'), env=_env(),
                             capture_output=True, text=True, timeout=300)
