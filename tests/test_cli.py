@@ -82,7 +82,7 @@ def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
     (['--sweep', 'classp.learning_rate'], '--sweep takes METHOD.NAME=V1,V2'),
     (['--methods', 'sgd', '--sweep', 'adam.learning_rate=0.1,0.2'],
      '--sweep names methods not in --methods'),
-    (['--sweep', 'classp.power=1,2'], 'Method.structure'),
+    (['--sweep', 'classp.power=1,2'], '--sweep classp.power: a change of this setting'),
     (['--benchmark', 'split-mnist', '--data-dir', '/nonexistent', '--methods',
       'sgd', '--sweep', 'sgd.learning_rate=0.1,-1'],
      'sgd.learning_rate must be a real number in (0.0, inf), got -1'),
@@ -368,3 +368,15 @@ def test_overwrite_deletes_nothing_before_the_run_starts(tmp_path, capsys):
   assert exit_info.value.code == 2
   assert 'no train-images' in capsys.readouterr().err
   assert before and sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_a_sweep_of_a_static_setting_names_it_and_the_variants(tmp_path,
+                                                               capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    _run(['--methods', 'er', '--sweep', 'er.buffer_size=100,200', '--sweep',
+          'er.learning_rate=0.1,0.2'], tmp_path, capsys)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert '--sweep er.buffer_size: a change of this setting' in err
+  assert 'er.learning_rate' not in err.split('--methods')[0]
+  assert '--methods er:a,er:b --set er:a.buffer_size=' in err

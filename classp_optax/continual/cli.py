@@ -155,8 +155,32 @@ def _configurations(args, suite, scenario, chosen) -> dict:
             else method, seed, dict(values, **({'seed': seed} if seeds
                                                else {})))
         for seed in seeds or [args.seed] for values in swept]
-    runs_lib.check_structure([c.method for c in runs[method.label]])
+    _check_sweep(label, settings, swept, [c.method for c in runs[label]])
   return runs
+
+
+def _check_sweep(label: str, settings: dict, swept: list[dict],
+                 made: list) -> None:
+  """ValueError unless ``made`` can train as one program, naming the swept
+  settings that change what is compiled and the variants that run them."""
+  try:
+    runs_lib.check_structure(made)
+  except ValueError:
+    static = sorted({name for values in swept for name in values
+                     if methods.make_method(label, **{
+                         **settings, name: values[name]}).sweep_structure
+                     != methods.make_method(label, **{
+                         **settings, name: swept[0][name]}).sweep_structure})
+    if not static:
+      raise
+    name = static[0]
+    raise ValueError(
+        f'--sweep {", ".join(f"{label}.{n}" for n in static)}: a change of '
+        'this setting changes the compiled program (a shape or a choice, not '
+        'a number), so its values cannot train as one vmapped program. Run '
+        f'each value as a labelled variant instead: --methods {label}:a,'
+        f'{label}:b --set {label}:a.{name}=... --set {label}:b.{name}=...'
+        ) from None
 
 
 def plan_runs(args) -> Plan:
