@@ -22,6 +22,8 @@ import sys
 
 import numpy as np
 
+from classp_optax.continual import metrics
+
 from _runs import run_once
 
 
@@ -88,11 +90,9 @@ def summarize(runs: list[dict]) -> dict:
     entry = {'seeds': len(results), 'state_bytes': results[0]['state_bytes']}
     for key in ('average_accuracy', 'forgetting', 'backward_transfer',
                 'learning_accuracy', 'wall_time'):
-      values = np.array([r[key] for r in results])
-      entry[key] = [float(values.mean()), float(values.std())]
+      entry[key] = list(metrics.mean_and_spread([r[key] for r in results]))
     entry['final_accuracy_per_task'] = [
-        [float(m), float(d)] for m, d in zip(final_rows.mean(0), final_rows.std(0),
-                                             strict=True)]
+        list(metrics.mean_and_spread(column)) for column in final_rows.T]
     summary[method] = entry
   return summary
 
