@@ -8,15 +8,12 @@
 For each method, every configuration of its grid (6 each: the same budget)
 is trained on seed 0 with 10% of the training data held out, and scored by
 its final average accuracy on that held-out data; the test sets are never
-seen. The grid is one ``--sweep`` (every configuration in one vmapped
-program), and the test seeds one ``--seeds`` run. A configuration that
-diverged, left a task unlearnt (within 0.05 of its majority-class accuracy:
-one that learns too little to forget can score well on average accuracy),
-or whose penalty goes past SGD's stability bound before a task it then
-trains on (learning rate x largest curvature >= 2) is not a candidate,
-whatever it scored. The
-best configuration is then run on the test sets with seeds 0, 1 and 2. Each
-run lives in ``results/tune/<target>/``; finished runs are not repeated, so
+seen. The search, the choice and the test runs are the package's
+``classp_optax.continual.tune`` (see its docstring for which runs are never
+chosen): this script holds the targets, the grids of the tables in
+docs/results.md, and the tables. The best configuration is run on the test
+sets with seeds 0, 1 and 2. Each method's runs keep their checkpoints in
+``results/tune/<target>/<method>/``; finished runs are not repeated, so
 the search can be stopped and started. ``--methods ewc,si`` tunes those
 again and keeps the other methods' entries of an earlier summary.
 
@@ -28,7 +25,8 @@ split, and records whether the choice holds there.
 """
 
 import argparse
-import itertools
+import dataclasses
+import functools
 import json
 import pathlib
 import sys
@@ -36,38 +34,40 @@ import sys
 import numpy as np
 
 from classp_optax.continual import methods
-from classp_optax.continual import metrics
 from classp_optax.continual import suites
+from classp_optax.continual import tuning
 
 from _runs import failed_cell
 from _runs import failures
-from _runs import run_once
 
+# {target: (benchmark, scenario or None for its default, tasks or None)}.
 TARGETS = {
-    'split-digits': ('--benchmark', 'split-digits'),
-    'permuted-digits': ('--benchmark', 'permuted-digits'),
-    'permuted-mnist-10': ('--benchmark', 'permuted-mnist', '--tasks', '10'),
-    'permuted-mnist-20': ('--benchmark', 'permuted-mnist', '--tasks', '20'),
-    'split-mnist': ('--benchmark', 'split-mnist'),
-    'split-mnist-domain': ('--benchmark', 'split-mnist', '--scenario', 'domain'),
-    'split-mnist-class': ('--benchmark', 'split-mnist', '--scenario', 'class'),
-    'split-fmnist': ('--benchmark', 'split-fmnist'),
-    'mnist-fashion-mlp': ('--benchmark', 'mnist-fashion', '--model', 'mlp'),
+    'split-digits': ('split-digits', None, None),
+    'permuted-digits': ('permuted-digits', None, None),
+    'permuted-mnist-10': ('permuted-mnist', None, 10),
+    'permuted-mnist-20': ('permuted-mnist', None, 20),
+    'split-mnist': ('split-mnist', None, None),
+    'split-mnist-domain': ('split-mnist', 'domain', None),
+    'split-mnist-class': ('split-mnist', 'class', None),
+    'split-fmnist': ('split-fmnist', None, None),
+    'mnist-fashion-mlp': ('mnist-fashion', None, None),
 }
 # The embedded benchmarks in their other scenarios, tuned per scenario.
 EMBEDDED_SCENARIOS = {f'{benchmark}-{scenario}': (benchmark, scenario)
                       for benchmark in ('split-digits', 'permuted-digits')
                       for scenario in suites.SUITES[benchmark].scenarios[1:]}
-TARGETS.update({target: ('--benchmark', benchmark, '--scenario', scenario)
-                for target, (benchmark, scenario)
-                in EMBEDDED_SCENARIOS.items()})
-# van de Ven & Tolias's presets, one target per scenario: {target:
-# (benchmark, scenario)}.
+# van de Ven & Tolias's presets, one target per scenario.
 VDV_TARGETS = {f'{benchmark}-{scenario}': (benchmark, scenario)
                for benchmark in ('split-mnist-vdv', 'permuted-mnist-vdv')
                for scenario in suites.SUITES[benchmark].scenarios}
-TARGETS.update({target: ('--benchmark', benchmark, '--scenario', scenario)
-                for target, (benchmark, scenario) in VDV_TARGETS.items()})
+# The DER paper's presets.
+DER_TARGETS = {'split-mnist-der-class': ('split-mnist-der', 'class'),
+               'split-mnist-der-task': ('split-mnist-der', 'task'),
+               'permuted-mnist-der': ('permuted-mnist-der', None),
+               'rotated-mnist-der': ('rotated-mnist-der', None)}
+TARGETS.update({target: (benchmark, scenario, None) for target, (
+    benchmark, scenario) in {**EMBEDDED_SCENARIOS, **VDV_TARGETS,
+                             **DER_TARGETS}.items()})
 # The targets that are a benchmark as it runs by default, or in one of its
 # scenarios: their choices are that benchmark's defaults (in that scenario;
 # ``--record`` writes them to tuned.json).
@@ -81,12 +81,6 @@ DEFAULT_OF = {
 }
 
 
-def _grid(**axes):
-  names = list(axes)
-  return [dict(zip(names, values, strict=True))
-          for values in itertools.product(*axes.values())]
-
-
 # The methods whose choices are a benchmark's defaults, in the order tuned.
 DEFAULT_METHODS = ['classp', 'ewc', 'si', 'adam', 'sgd', 'adagrad', 'replay',
                    'joint']
@@ -97,7 +91,7 @@ SPACES = {
     # Labelled variants, tuned only when named in --methods, never recorded
     # as defaults. The relative threshold is a multiple of each tensor's mean
     # squared gradient: 0.5 keeps most weights, 2 the few with the largest.
-    'classp:relative': _grid(
+    'classp:relative': tuning.grid(
         learning_rate=[3e-4, 1e-3, 3e-3], threshold=[0.5, 2.0], power=[2.0],
         decay_from_task=[0], later_threshold=[None], relative_threshold=[True]),
 }
@@ -112,17 +106,17 @@ def _vdv_spaces(benchmark: str, scenario: str) -> dict:
   si_strength = published['si']['strength']
   rates = [1e-3, 3e-3, 1e-2]
   classp_settings = dict(optimizer=['classp'], power=[2.0], threshold=[1e-5])
-  replay = {f'replay:classp{budget}': _grid(
+  replay = {f'replay:classp{budget}': tuning.grid(
       learning_rate=rates, threshold=[1e-5, 1e-3], optimizer=['classp'],
       power=[2.0], budget=[budget]) for budget in (10, 100)}
   return {
-      'classp': _grid(learning_rate=rates, threshold=[1e-5, 1e-3], power=[2.0],
+      'classp': tuning.grid(learning_rate=rates, threshold=[1e-5, 1e-3], power=[2.0],
                       decay_from_task=[0], later_threshold=[None]),
       **replay,
-      'ewc:classp': _grid(learning_rate=rates,
+      'ewc:classp': tuning.grid(learning_rate=rates,
                           strength=[ewc_strength / 100, ewc_strength],
                           **classp_settings),
-      'si:classp': _grid(learning_rate=rates,
+      'si:classp': tuning.grid(learning_rate=rates,
                          strength=[si_strength / 10, si_strength],
                          **classp_settings),
   }
@@ -132,15 +126,6 @@ def _vdv_spaces(benchmark: str, scenario: str) -> dict:
 # each with six configurations (learning rate x threshold, power 2), the
 # other settings (buffer, draw size, alpha, beta) at the preset's for that
 # buffer. ``er:classp`` and ``derpp:classp`` run on CLASSP by their label.
-DER_TARGETS = {'split-mnist-der-class': ('split-mnist-der', 'class'),
-               'split-mnist-der-task': ('split-mnist-der', 'task'),
-               'permuted-mnist-der': ('permuted-mnist-der', None),
-               'rotated-mnist-der': ('rotated-mnist-der', None)}
-TARGETS.update({target: ('--benchmark', benchmark)
-                + (('--scenario', scenario) if scenario else ())
-                for target, (benchmark, scenario) in DER_TARGETS.items()})
-
-
 def _der_spaces(benchmark: str) -> dict:
   defaults = suites.SUITES[benchmark].method_defaults
   spaces = {}
@@ -149,7 +134,7 @@ def _der_spaces(benchmark: str) -> dict:
       kept = {name: [value] for name, value in defaults[
           method if size == 200 else f'{method}:500'].items()
               if name != 'learning_rate'}
-      spaces[f'{method}:classp' + ('' if size == 200 else '500')] = _grid(
+      spaces[f'{method}:classp' + ('' if size == 200 else '500')] = tuning.grid(
           learning_rate=[3e-3, 1e-2, 3e-2], threshold=[1e-5, 1e-3],
           optimizer=['classp'], power=[2.0], **kept)
   return spaces
@@ -172,56 +157,64 @@ VALIDATION = 0.1
 TEST_SEEDS = (0, 1, 2)
 
 
-def run_folder_name(config: dict) -> str:
-  """A run folder's name: its configuration, so a changed grid never reuses
-  another configuration's results."""
-  return '-'.join(f'{k}={v}' for k, v in config.items())
+def tune_method(target: str, method: str, args) -> dict:
+  """Searches ``method``'s grid on validation data, tests the best
+  configuration on the test seeds; returns its report entry."""
+  benchmark, scenario, num_tasks = TARGETS[target]
+  suite = suites.SUITES[benchmark]
+  stream = functools.cache(functools.partial(
+      suite.stream, data_dir=args.data_dir, scenario=scenario,
+      num_tasks=num_tasks))
+  config = suite.train_config()
+  steps = args.search_steps_per_task
+  common = dict(tasks=stream, make_model=lambda seed: suite.build_model(
+      stream(seed), seed), benchmark=benchmark, scenario=scenario,
+                validation=VALIDATION, progress=True)
+  folder = pathlib.Path(args.out) / target / method
+  test_seeds = [int(seed) for seed in args.test_seeds.split(',')]
+  choice = tuning.tune(
+      method, space(target, method), config=config, search_config=None if
+      steps is None else dataclasses.replace(config, steps_per_task=steps),
+      test_seeds=test_seeds, checkpoint_dir=folder, **common)
+  entry = dict(
+      best=choice.best, validation_scores=[
+          None if np.isnan(a := r.summary['average_accuracy']) else a
+          for r in choice.search],
+      rejected={str(k): why for k, r in enumerate(choice.search)
+                if (why := tuning.rejection(r))},
+      **_test_metrics(choice), state_bytes=choice.tests[0].state_bytes,
+      seeds=args.test_seeds.split(','), search_steps_per_task=steps)
+  if args.check_top:
+    entry['full_protocol_check'] = _full_protocol_check(
+        method, choice, args.check_top, config, folder / 'full', common)
+  return entry
 
 
-def _sets(method: str, config: dict) -> list[str]:
-  args = []
-  for name, value in config.items():
-    args += ['--set', f'{method}.{name}={value!r}']
-  return args
+def _test_metrics(choice: tuning.Tuned) -> dict:
+  """Mean and std over the test seeds; none if a seed's run is no result
+  (``failed`` says which and why, as every table does)."""
+  if failed := failures({r.swept['seed']: r.to_json() for r in choice.tests}):
+    return dict(dict.fromkeys(tuning.TEST_METRICS), failed=failed)
+  return {key: list(value) for key, value in choice.test_summary.items()}
 
 
-def _stable(result: dict) -> bool:
-  """Whether a run's penalty stayed within SGD's stability bound after every
-  task but the last (no training follows that one): a configuration past it,
-  or one that diverged, is never chosen."""
-  bound = result.get('stiffness_bound')
-  return bound is None or all(s < bound for s in result['stiffness'][:-1])
-
-
-def _candidate(result: dict) -> bool:
-  """Whether a configuration may be chosen: it did not diverge, learnt
-  every task (a configuration that learns too little to forget can score
-  well on average accuracy) and stayed stable."""
-  return (result['diverged'] is None and not result['not_learnt']
-          and _stable(result))
-
-
-def _run_sweep(argv: list[str], out: pathlib.Path) -> list[dict]:
-  return run_once(argv, out, progress=False)['results']
-
-
-def _run_grid(base: list[str], method: str, grid: list[dict],
-              out: pathlib.Path) -> list[dict]:
-  """Every configuration of ``grid`` (a product of axes) in one sweep; the
-  results in the grid's order."""
-  axes = {name: list(dict.fromkeys(config[name] for config in grid))
-          for name in grid[0]}
-  assert len(grid) == np.prod([len(v) for v in axes.values()])
-  fixed = {name: values[0] for name, values in axes.items() if len(values) == 1}
-  swept = {name: values for name, values in axes.items() if len(values) > 1}
-  argv = [*base, '--methods', method, *_sets(method, fixed)]
-  for name, values in swept.items():
-    argv += ['--sweep', f'{method}.{name}=' + ','.join(map(repr, values))]
-  results = _run_sweep(argv, out / run_folder_name(dict(
-      fixed, **{k: '|'.join(map(str, v)) for k, v in swept.items()})))
-  by_values = {tuple(r['swept'].get(name) for name in swept): r
-               for r in results}
-  return [by_values[tuple(config[name] for name in swept)] for config in grid]
+def _full_protocol_check(method: str, choice: tuning.Tuned, top: int,
+                         config, folder: pathlib.Path, common: dict) -> dict:
+  """The best ``top`` configurations of a shortened search (best first)
+  searched again on the full protocol, on the same seed and validation
+  split: the choice holds if the first is still a result and scores
+  highest."""
+  scores = np.nan_to_num(choice.scores, nan=-np.inf)
+  order = [int(k) for k in np.argsort(-scores, kind='stable')[:top]
+           if np.isfinite(scores[k])]
+  configs = [choice.grid[k] for k in order]
+  full = [-np.inf if tuning.rejection(r) else r.summary['average_accuracy']
+          for r in tuning.search(method, configs, config=config,
+                                 checkpoint_dir=folder, **common)]
+  return dict(configurations=configs,
+              search_scores=[float(scores[k]) for k in order],
+              full_scores=[s if np.isfinite(s) else None for s in full],
+              holds=bool(np.isfinite(full[0]) and np.argmax(full) == 0))
 
 
 def _record(target: str, report: dict) -> None:
@@ -267,72 +260,6 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def _score(result: dict) -> float:
-  """A search run's validation score; -inf if it may not be chosen."""
-  return result['average_accuracy'] if _candidate(result) else float('-inf')
-
-
-def _full_protocol_check(base: list[str], method: str, configs: list[dict],
-                         search_scores: list[float],
-                         out: pathlib.Path) -> dict:
-  """The best configurations of a shortened search (best first) trained
-  again on the full protocol, on the same seed and validation split: the
-  choice holds if the first is still a candidate and scores highest."""
-  full = [_score(_run_sweep(
-      [*base, '--validation', str(VALIDATION), '--seed', '0', '--methods',
-       method, *_sets(method, config)], out / run_folder_name(config))[0])
-          for config in configs]
-  return dict(configurations=configs, search_scores=search_scores,
-              full_scores=[s if np.isfinite(s) else None for s in full],
-              holds=bool(np.isfinite(full[0]) and int(np.argmax(full)) == 0))
-
-
-def _test_metrics(tests: list[dict]) -> dict:
-  """Mean and std over the test seeds; none if a seed's run diverged or
-  left a task unlearnt (``failed`` says which and why)."""
-  keys = ('average_accuracy', 'forgetting', 'learning_accuracy')
-  if failed := failures({t['swept']['seed']: t for t in tests}):
-    return dict(dict.fromkeys(keys), failed=failed)
-  return {key: list(metrics.mean_and_spread([t[key] for t in tests]))
-          for key in keys}
-
-
-def tune_method(target: str, method: str, base: list[str], args) -> dict:
-  """Searches ``method``'s grid on validation data, tests the best
-  configuration on the test seeds; returns its report entry."""
-  grid = space(target, method)
-  root = pathlib.Path(args.out) / target
-  steps = args.search_steps_per_task
-  shortened = [] if steps is None else ['--steps-per-task', str(steps)]
-  search = _run_grid(
-      [*base, *shortened, '--validation', str(VALIDATION), '--seed', '0'],
-      method, grid, root / ('search' if steps is None else
-                            f'search-{steps}-steps') / method)
-  scores = [_score(r) for r in search]
-  order = [int(i) for i in np.argsort(scores, kind='stable')[::-1]
-           if np.isfinite(scores[i])]
-  if not order:
-    raise SystemExit(f'{method}: every configuration diverged, left a task '
-                     'unlearnt or is past the stability bound of SGD on its '
-                     'penalty; widen the grid.')
-  best = order[0]
-  tests = _run_sweep(
-      [*base, '--methods', method, *_sets(method, grid[best]), '--seeds',
-       args.test_seeds],
-      root / 'test' / method / f'seeds-{args.test_seeds}' / run_folder_name(grid[best]))
-  entry = dict(
-      best=grid[best],
-      validation_scores=[s if np.isfinite(s) else None for s in scores],
-      **_test_metrics(tests), state_bytes=tests[0]['state_bytes'],
-      seeds=args.test_seeds.split(','), search_steps_per_task=steps)
-  if args.check_top:
-    top = order[:args.check_top]
-    entry['full_protocol_check'] = _full_protocol_check(
-        base, method, [grid[i] for i in top], [scores[i] for i in top],
-        root / 'check-full-protocol' / method)
-  return entry
-
-
 def _print_table(target: str, report: dict, test_seeds: str) -> None:
   print(f'\n{target}: best of 6 configurations per method on a '
         f'{VALIDATION:.0%} validation split; test over seeds {test_seeds}\n')
@@ -372,20 +299,19 @@ def main(argv=None) -> int:
     parser.error('--check-top checks a shortened search: give '
                  '--search-steps-per-task too.')
   if args.list or not args.target:
-    for name, target in TARGETS.items():
-      print(f'{name:20} classp-continual {" ".join(target)}')
+    for name, (benchmark, scenario, num_tasks) in TARGETS.items():
+      print(f'{name:24} classp-continual --benchmark {benchmark}'
+            + (f' --scenario {scenario}' if scenario else '')
+            + (f' --tasks {num_tasks}' if num_tasks else ''))
     for method, grid in SPACES.items():
       print(f'{method:8} {grid}')
     return 0
-  base = [*TARGETS[args.target]]
-  if args.data_dir:
-    base += ['--data-dir', args.data_dir]
   summary_file = pathlib.Path(args.out) / args.target / 'summary.json'
   # Tuning some methods again keeps the others' entries.
   report = (json.loads(summary_file.read_text())['report']
             if summary_file.exists() else {})
   for method in args.methods.split(','):
-    report[method] = tune_method(args.target, method, base, args)
+    report[method] = tune_method(args.target, method, args)
   summary_file.parent.mkdir(parents=True, exist_ok=True)
   summary_file.write_text(json.dumps(dict(
       target=args.target, command=' '.join(sys.argv), budget_per_method=6,

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from classp_optax.continual import cli
+from classp_optax.continual import tuning
+from classp_optax.continual.results import RunResult
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
 import tune  # noqa: E402
@@ -26,8 +28,9 @@ def test_a_shortened_search_is_checked_on_the_full_protocol(tmp_path):
                      )['report']['adam']
   check = entry['full_protocol_check']
   grid = tune.space('split-digits', 'adam')
-  scores = [-np.inf if s is None else s for s in entry['validation_scores']]
-  top = np.argsort(scores)[::-1][:2]
+  scores = np.array([-np.inf if s is None or str(k) in entry['rejected'] else s
+                     for k, s in enumerate(entry['validation_scores'])])
+  top = np.argsort(-scores, kind='stable')[:2]
   assert check['configurations'] == [grid[i] for i in top]
   assert check['configurations'][0] == entry['best']
   assert check['search_scores'] == [scores[i] for i in top]
@@ -52,27 +55,31 @@ def test_the_check_needs_a_shortened_search(tmp_path, capsys):
   assert '--check-top' in err and '--search-steps-per-task' in err
 
 
-def _fake_run(swept, accuracy, diverged=None):
-  return dict(swept=swept, average_accuracy=accuracy, forgetting=0.01,
-              learning_accuracy=0.99, state_bytes=8, diverged=diverged,
-              not_learnt=[], stiffness=[], stiffness_bound=None)
+def _fake_run(accuracy, seed=None, diverged=None):
+  """A two-task run whose final tasks score ``accuracy``."""
+  return RunResult(
+      method='adam', hyperparams={}, task_names=['a', 'b'],
+      accuracy=np.array([[accuracy, 0.0], [accuracy, accuracy]]),
+      state_bytes=8, wall_time=0.0, majority_accuracy=[0.1, 0.1],
+      diverged=diverged, swept={} if seed is None else {'seed': seed})
 
 
 def test_a_chosen_configuration_that_diverges_on_a_test_seed_is_no_result(
     tmp_path, monkeypatch, capsys):
-  rates = [c['learning_rate'] for c in tune.space('split-digits', 'adam')]
+  grid = tune.space('split-digits', 'adam')
 
-  def run_sweep(argv, out):
-    if '--validation' in argv:  # the search: the highest rate scores best
-      return [_fake_run({'learning_rate': r}, 0.5 + r) for r in rates]
-    return [_fake_run({'seed': 0}, 0.9),
-            _fake_run({'seed': 1}, None, dict(task=2, step=40, what='loss'))]
+  def fake_tune(method, configs, **kwargs):  # the highest rate scores best
+    best = max(configs, key=lambda c: c['learning_rate'])
+    return tuning.Tuned(method, configs, [
+        _fake_run(0.5 + c['learning_rate']) for c in configs], best, [
+            _fake_run(0.9, 0),
+            _fake_run(0.9, 1, dict(task=2, step=40, what='loss'))])
 
-  monkeypatch.setattr(tune, '_run_sweep', run_sweep)
+  monkeypatch.setattr(tune.tuning, 'tune', fake_tune)
   assert _tune(tmp_path) == 0
   entry = json.loads((tmp_path / 'split-digits' / 'summary.json').read_text()
                      )['report']['adam']
-  assert entry['best'] == {'learning_rate': max(rates)}
+  assert entry['best'] == max(grid, key=lambda c: c['learning_rate'])
   assert entry['failed'] == {'1': 'diverged at task 2, step 40'}
   assert entry['average_accuracy'] is None
   assert '| adam | learning_rate=0.003 | diverged (seed 1' in (
@@ -81,16 +88,17 @@ def test_a_chosen_configuration_that_diverges_on_a_test_seed_is_no_result(
 
 def test_a_choice_that_no_full_protocol_run_can_score_does_not_hold(
     tmp_path, monkeypatch):
-  rates = [c['learning_rate'] for c in tune.space('split-digits', 'adam')]
+  def fake_tune(method, configs, **kwargs):  # the shortened search
+    return tuning.Tuned(method, configs, [
+        _fake_run(0.5 + c['learning_rate']) for c in configs], configs[-1],
+                        [_fake_run(0.9, 0)])
 
-  def run_sweep(argv, out):
-    if '--steps-per-task' in argv:  # the shortened search
-      return [_fake_run({'learning_rate': r}, 0.5 + r) for r in rates]
-    if '--validation' in argv:  # the full protocol: every run diverges
-      return [_fake_run({}, None, dict(task=1, step=9, what='loss'))]
-    return [_fake_run({'seed': 0}, 0.9)]
+  def fake_search(method, configs, **kwargs):  # every full run diverges
+    return [_fake_run(0.9, None, dict(task=1, step=9, what='loss'))
+            for _ in configs]
 
-  monkeypatch.setattr(tune, '_run_sweep', run_sweep)
+  monkeypatch.setattr(tune.tuning, 'tune', fake_tune)
+  monkeypatch.setattr(tune.tuning, 'search', fake_search)
   assert _tune(tmp_path, '--search-steps-per-task', '5', '--check-top',
                '2') == 0
   check = json.loads((tmp_path / 'split-digits' / 'summary.json').read_text()

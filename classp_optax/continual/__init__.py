@@ -16,6 +16,8 @@ from classp_optax.continual.methods import register_optimizer
 from classp_optax.continual.results import RunResult
 from classp_optax.continual.settings import Setting
 from classp_optax.continual.streams import Task
+from classp_optax.continual.tuning import Tuned
+from classp_optax.continual.tuning import tune
 
 __all__ = [
     'Hook',
@@ -25,8 +27,10 @@ __all__ = [
     'Setting',
     'Task',
     'TrainConfig',
+    'Tuned',
     'make_method',
     'register_method',
     'register_optimizer',
     'train',
+    'tune',
 ]

@@ -15,7 +15,9 @@ import pathlib
 import numpy as np
 
 from classp_optax.continual import datasets
+from classp_optax.continual import models
 from classp_optax.continual import streams
+from classp_optax.continual.config import TrainConfig
 
 TUNED_FILE = pathlib.Path(__file__).with_name('tuned.json')
 # A permuted stream's scenarios; the first, its shared head, is the default.
@@ -71,6 +73,24 @@ class Suite:
       for key in dict.fromkeys((kind, label)):
         settings.update(layer.get(key, {}))
     return settings
+
+  def stream(self, seed: int = 0, *, data_dir=None, scenario: str | None = None,
+             num_tasks: int | None = None) -> list:
+    """Its tasks for ``seed`` (its scenario and task count by default), as
+    the command builds them."""
+    return self.make_tasks(data_dir, seed, num_tasks or self.num_tasks,
+                           scenario or self.default_scenario)
+
+  def build_model(self, tasks, seed: int = 0):
+    """Its model for ``tasks``' inputs and outputs, initialised by ``seed``."""
+    return models.make_model(self.model, tasks[0].dataset.x_train.shape[1:],
+                             tasks[0].num_outputs, seed, hidden=self.hidden,
+                             init=self.init)
+
+  def train_config(self, seed: int = 0) -> TrainConfig:
+    """How it trains each task."""
+    return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
+                       seed=seed, steps_per_task=self.steps_per_task)
 
 
 def _split_digits(data_dir, seed, num_tasks, scenario):
