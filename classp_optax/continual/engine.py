@@ -40,8 +40,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from classp_optax import tree_bytes
-from classp_optax._padding import pad_rows
 from classp_optax.continual import evaluation
+from classp_optax.continual import feeding
 from classp_optax.continual import hooks as hooklib
 from classp_optax.continual import placement as placing
 from classp_optax.continual import steps as compiled
@@ -69,11 +69,6 @@ def default_steps_per_call(model: nnx.Module) -> int:
   loop (jax-ml/jax#12868): one step per dispatch is then the fastest."""
   has_conv = any(isinstance(node, nnx.Conv) for _, node in nnx.iter_graph(model))
   return 1 if has_conv and jax.default_backend() == 'cpu' else STEPS_PER_CALL
-
-
-def _same(arrays: list) -> bool:
-  return all(a.shape == arrays[0].shape and np.array_equal(a, arrays[0])
-             for a in arrays[1:])
 
 
 def _pure_state(model: nnx.Module, method: Method, seed: int, tasks: list
@@ -110,8 +105,6 @@ class _Engine:
                            for r, tasks in zip(runs, self.train_tasks,
                                                strict=True)])
     self.timeline = self.steps.max(axis=0)
-    self.max_train = max(task.num_train for tasks in self.train_tasks
-                         for task in tasks)
     self.ledger = Ledger.empty(len(runs), self.num_tasks)
     self.models = [r.make_model() for r in runs]
     check_model(self.models[0], self.train_tasks[0],
@@ -119,7 +112,7 @@ class _Engine:
     self.steps_per_call = steps_per_call or default_steps_per_call(
         self.models[0])
     self._build_program()
-    self.test_sets: dict = {}
+    self.feed = feeding.Feeder(self.place, runs, self.train_tasks)
 
   def _build_program(self) -> None:
     """The graph definitions, the hooks and the initial states, stacked."""
@@ -143,44 +136,6 @@ class _Engine:
     self.hooks = self.place.configs(hooklib.stack(
         [r.method.hooks for r in self.runs]))
     self.tx = self.runs[0].method.optimizer
-
-  # Placement of each task's data.
-
-  def _stacked(self, per_config: list):
-    """``(shared, tree)``: one copy on every device if every configuration
-    has the same leaves, else a stack split over the configurations."""
-    leaves = [jax.tree.leaves(tree) for tree in per_config]
-    if all(_same(list(group)) for group in zip(*leaves, strict=True)):
-      return True, self.place.shared(per_config[0])
-    return False, self.place.configs(hooklib.stack(per_config))
-
-  def _task_data(self, t: int):
-    """``(shared, TaskData)`` of task ``t`` as trained, padded to the
-    largest task so that one compiled step serves every task."""
-    per_config = []
-    for tasks in self.train_tasks:
-      x, y = tasks[t].train_batch(np.arange(tasks[t].num_train))
-      per_config.append(hooklib.TaskData(
-          pad_rows(x, self.max_train), pad_rows(y, self.max_train),
-          tasks[t].train_logit_masks(), np.int32(t)))
-    return self._stacked(per_config)
-
-  def _test_set(self, j: int):
-    """Every configuration's test set ``j`` (batches split over the data
-    axis) and scored outputs, placed once per run."""
-    if j not in self.test_sets:
-      size = self.runs[0].config.eval_batch_size
-      num_batches = max(-(-len(task.test_index) // size)
-                        for r in self.runs for task in r.tasks)
-      sets = [evaluation.test_batches(r.tasks[j], size, num_batches)
-              for r in self.runs]
-      shared = all(_same(list(group)) for group in zip(*sets, strict=True))
-      batches = self.place.batches(
-          sets[0] if shared else hooklib.stack(sets), stacked=not shared)
-      masks = self.place.configs(np.stack([r.tasks[j].logit_mask()
-                                           for r in self.runs]))
-      self.test_sets[j] = shared, batches, masks
-    return self.test_sets[j]
 
   # The phases of a task.
 
@@ -221,7 +176,7 @@ class _Engine:
   def _train_task(self, state, t: int, first_step: int, clock):
     """Task ``t`` from step ``first_step`` on; a dispatch's losses are read
     while the next one runs, except where a checkpoint is due."""
-    shared, data = self._task_data(t)
+    shared, data = self.feed.task_data(t)
     orders = [task_order(r.config, t, tasks[t].num_train)
               for r, tasks in zip(self.runs, self.train_tasks, strict=True)]
     end, step, pending = int(self.timeline[t]), first_step, None
@@ -288,7 +243,7 @@ class _Engine:
   def _score(self, state, t: int) -> None:
     """Row ``t`` of every live configuration's accuracy matrix."""
     for j in range(self.num_tasks):
-      shared, (inputs, labels, valid), masks = self._test_set(j)
+      shared, (inputs, labels, valid), masks = self.feed.test_set(j)
       scores = np.asarray(compiled.correct_counts(
           self.eval_graphdef, self.example_score, state.params, state.rest,
           inputs, labels, valid, masks, shared_data=shared))
