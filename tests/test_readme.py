@@ -52,6 +52,11 @@ def _fresh_catalogue(monkeypatch):
   monkeypatch.setattr(optimizers, '_OPTIMIZERS', dict(optimizers._OPTIMIZERS))
 
 
+def test_the_readme_stays_under_15_kb():
+  """A page read in one sitting; the details go to docs/ and the tests."""
+  assert len(README.read_bytes()) < 15_000
+
+
 def test_the_readme_has_the_blocks_this_test_knows():
   blocks = python_blocks()
   assert len(blocks) >= 4
