@@ -36,6 +36,12 @@ def _share_compiled_programs():
   os.environ['JAX_COMPILATION_CACHE_DIR'] = folder
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
   os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+  import sys
+  if 'jax' in sys.modules:  # a plugin imported it before the variables
+    import jax
+    jax.config.update('jax_compilation_cache_dir', folder)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+    jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
 _share_compiled_programs()

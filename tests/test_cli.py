@@ -380,3 +380,39 @@ def test_a_sweep_of_a_static_setting_names_it_and_the_variants(tmp_path,
   assert '--sweep er.buffer_size: a change of this setting' in err
   assert 'er.learning_rate' not in err.split('--methods')[0]
   assert '--methods er:a,er:b --set er:a.buffer_size=' in err
+
+
+def test_the_command_keeps_its_compiled_programs_for_the_next_run(tmp_path):
+  """Without a cache of the user's, the command fills its own under
+  $XDG_CACHE_HOME; a second run of the same command compiles nothing new."""
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith('JAX_PERSISTENT_CACHE')
+         and k != 'JAX_COMPILATION_CACHE_DIR'}
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='', XDG_CACHE_HOME=str(tmp_path))
+  argv = [sys.executable, '-m', 'classp_optax.continual', '--methods', 'sgd',
+          '--benchmark', 'split-digits', '--steps-per-task', '2',
+          '--no-progress', '--overwrite', '--out', str(tmp_path / 'out')]
+  folder = tmp_path / 'classp-optax' / 'xla'
+  entries = []
+  for _ in range(2):
+    done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    entries.append(sorted(p.name for p in folder.iterdir()))
+  assert len(entries[0]) >= 5 and entries[1] == entries[0]
+
+
+def test_a_cache_the_user_configured_is_kept_and_the_flag_turns_it_off(
+    monkeypatch, capsys):
+  import jax  # noqa: PLC0415
+  from classp_optax.continual import compile_cache  # noqa: PLC0415
+  configured = jax.config.jax_compilation_cache_dir  # the suite's, conftest
+  assert configured and compile_cache.enable() is None
+  assert jax.config.jax_compilation_cache_dir == configured
+  assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+  calls = []
+  monkeypatch.setattr(compile_cache, 'enable', lambda: calls.append(1))
+  assert cli.main(['--list-settings']) == 0
+  assert cli.main(['--list-settings', '--no-compile-cache']) == 0
+  assert calls == [1]
+  capsys.readouterr()

@@ -165,6 +165,9 @@ def _add_output_arguments(group):
                      help='also checkpoint within a task after this many '
                           'minutes since the last checkpoint (default 5)')
   group.add_argument('--no-progress', action='store_true')
+  group.add_argument('--no-compile-cache', action='store_true',
+                     help='compile every program afresh instead of keeping '
+                          'them for the next run in ~/.cache/classp-optax/xla')
 
 
 def parse_epochs(text):

@@ -25,6 +25,7 @@ import sys
 import jax
 
 from classp_optax.continual import arguments
+from classp_optax.continual import compile_cache
 from classp_optax.continual import config as config_lib
 from classp_optax.continual import datasets
 from classp_optax.continual import engine
@@ -309,6 +310,8 @@ def main(argv=None) -> int:
   parser = build_parser()
   argv = sys.argv[1:] if argv is None else list(argv)
   args = parser.parse_args(argv)
+  if not args.no_compile_cache:
+    compile_cache.enable()
   try:
     with interrupts.deferred():
       run(args)
