@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 from classp_optax.continual import cli
+from classp_optax.continual import compile_cache
 from classp_optax.continual import datasets
 from classp_optax.continual import methods
 from classp_optax.continual import suites
@@ -404,8 +406,6 @@ def test_the_command_keeps_its_compiled_programs_for_the_next_run(tmp_path):
 
 def test_a_cache_the_user_configured_is_kept_and_the_flag_turns_it_off(
     monkeypatch, capsys):
-  import jax  # noqa: PLC0415
-  from classp_optax.continual import compile_cache  # noqa: PLC0415
   configured = jax.config.jax_compilation_cache_dir  # the suite's, conftest
   assert configured and compile_cache.enable() is None
   assert jax.config.jax_compilation_cache_dir == configured
