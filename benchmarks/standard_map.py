@@ -25,10 +25,12 @@ what exists. It writes ``docs/results/standard-map-<name>.json``.
 """
 
 import argparse
+import hashlib
 import json
 import pathlib
 import sys
 
+from classp_optax.continual import methods
 from classp_optax.continual import metrics
 from classp_optax.continual import suites
 
@@ -91,13 +93,53 @@ def load_summary(path: pathlib.Path) -> dict:
   return json.loads(path.read_text())
 
 
+def stale_methods(summary: dict, benchmark: str, scenario: str) -> dict:
+  """``{method: {setting: (as run, as the preset gives it now)}}`` for each
+  method of ``summary`` that ran with other settings than the preset's
+  today: its row is not the preset's result until it runs again."""
+  stale = {}
+  for method, run in summary['results'].items():
+    now = json.loads(json.dumps(methods.make_method(
+        method, benchmark=benchmark, scenario=scenario).hyperparams))
+    was = run['hyperparams']
+    if differ := {k: (was.get(k), now.get(k)) for k in {*was, *now}
+                  if was.get(k) != now.get(k)}:
+      stale[method] = differ
+  return stale
+
+
+def _rerun(benchmark, scenario, seed, summary, stale, args, path) -> dict:
+  """The stale methods trained again at today's settings, in a folder of
+  their own, and their rows in ``summary`` replaced (written to ``path``)."""
+  name = benchmark.removesuffix('-vdv')
+  tag = hashlib.sha256(json.dumps(stale, sort_keys=True, default=repr)
+                       .encode()).hexdigest()[:8]
+  out = pathlib.Path(args.out) / name / scenario / f'seed{seed}-{tag}'
+  argv = ['--benchmark', benchmark, '--scenario', scenario,
+          '--methods', ','.join(stale), '--seed', str(seed)]
+  if args.data_dir:
+    argv += ['--data-dir', args.data_dir]
+  fresh = run_and_keep(argv, out, out / 'summary.json')
+  merged = dict(summary, results={**summary['results'], **fresh['results']},
+                commands={**summary.get('commands', {}), **dict.fromkeys(
+                    stale, fresh['command'])})
+  path.write_text(json.dumps(merged, indent=2) + '\n')
+  return merged
+
+
 def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
   """One seed of one scenario: its committed summary, or the run's (run now
-  unless ``--no-run``), committed; None if neither exists."""
+  unless ``--no-run``), committed; None if neither exists. With
+  ``--rerun-stale``, the methods that ran at other settings than the
+  preset's today are trained again and replaced."""
   name = benchmark.removesuffix('-vdv')
   path = summary_path(name, scenario, seed)
   if path.exists():
-    return load_summary(path)
+    summary = load_summary(path)
+    stale = stale_methods(summary, benchmark, scenario)
+    if stale and args.rerun_stale and not args.no_run:
+      return _rerun(benchmark, scenario, seed, summary, stale, args, path)
+    return summary
   out = pathlib.Path(args.out) / name / scenario / f'seed{seed}'
   if not (out / 'results.json').exists() and args.no_run:
     return None
@@ -187,10 +229,16 @@ def scenario_table(benchmark: str, scenario: str, args) -> dict:
         '| ours: learning accuracy |')
   print('|---|---|---|---|---|---|')
   rows = {}
+  stale = {seed: stale_methods(s, benchmark, scenario)
+           for seed, s in summaries.items()}
   for method in BASELINES if summaries else ():
     runs = {seed: s['results'][method] for seed, s in summaries.items()}
-    line, rows[method] = _row(NAMES[method], runs, PUBLISHED[benchmark].get(
-        scenario, {}).get(method))
+    old = sorted(seed for seed in runs if method in stale[seed])
+    line, rows[method] = _row(NAMES[method] + ' †' * bool(old), runs,
+                              PUBLISHED[benchmark].get(scenario, {}).get(
+                                  method))
+    if old:
+      rows[method]['stale'] = {str(seed): stale[seed][method] for seed in old}
     print(line)
   folder = pathlib.Path(args.summaries)
   for method, runs in replayed(benchmark, scenario, folder).items():
@@ -201,6 +249,13 @@ def scenario_table(benchmark: str, scenario: str, args) -> dict:
     print(line)
   if not rows:
     print('(no run yet)')
+  for method, row in rows.items():
+    for seed, differ in row.get('stale', {}).items():
+      print(f'† {NAMES[method]}, seed {seed}: ran with ' + ', '.join(
+          f'{k}={"(not recorded)" if was is None else was} (the preset '
+          f'now: {now})'
+          for k, (was, now) in sorted(differ.items()))
+            + '; --rerun-stale trains it again')
   return rows
 
 
@@ -210,7 +265,8 @@ def _cell(row: dict | None) -> str:
     return '–'
   if row['average_accuracy'] is None:
     return failed_cell(row['failed'])
-  ours = _ours(*row['average_accuracy'], row['seeds'])
+  ours = _ours(*row['average_accuracy'], row['seeds']) + (
+      ' †' if row.get('stale') else '')
   if row['published'] is None:
     return ours
   published = row['published'][0]
@@ -253,6 +309,10 @@ def main(argv=None) -> int:
                       'three, task,domain,class)')
   parser.add_argument('--no-run', action='store_true',
                       help='train nothing: table the runs that exist')
+  parser.add_argument('--rerun-stale', action='store_true',
+                      help='train again the methods of committed summaries '
+                           "that ran at other settings than the preset's "
+                           'today (marked † in the tables)')
   parser.add_argument('--out', default='results/standard-map')
   parser.add_argument('--summaries', default='docs/results',
                       help="where tune.py's and replay's committed "

@@ -133,3 +133,33 @@ def test_ewc_takes_each_kind_through_the_engine_and_records_it():
           for k in ('empirical', 'exact'))
   assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
   assert not np.allclose(a, b)
+
+
+def test_more_samples_than_a_task_has_take_the_whole_task_once():
+  """``fisher_samples`` past every task's size is the whole task, each
+  example once (their code's ``fisher_n=None``), padded only to the largest
+  task of the stream, so that no sample is computed for nothing."""
+  from classp_optax.continual import make_method  # noqa: PLC0415
+  from classp_optax.continual import streams  # noqa: PLC0415
+  from classp_optax.continual.datasets import load_digits  # noqa: PLC0415
+  tasks = streams.split(load_digits(), scenario='task')
+  largest = max(task.num_train for task in tasks)
+  hook = make_method('ewc', fisher_samples=60_000).hooks[0]
+  for t, task in enumerate(tasks):
+    positions, weights, _ = hook.plan(tasks, t, seed=3)
+    assert len(positions) == largest
+    np.testing.assert_array_equal(positions[:task.num_train],
+                                  np.arange(task.num_train))
+    assert weights.sum() == task.num_train and weights[:task.num_train].all()
+
+
+def test_the_van_de_ven_presets_take_the_fisher_their_code_takes():
+  """Their code's default Fisher: each example's gradient at the model's
+  most probable label (``output.max(1)[1]`` without ``--emp-fi``), over
+  every example of the task."""
+  from classp_optax.continual import make_method  # noqa: PLC0415
+  for benchmark in ('split-mnist-vdv', 'permuted-mnist-vdv'):
+    for label in ('ewc', 'ewc:online'):
+      made = make_method(label, benchmark=benchmark).hyperparams
+      assert made['fisher'] == 'predicted', (benchmark, label)
+      assert made['fisher_samples'] >= 60_000, (benchmark, label)

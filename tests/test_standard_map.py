@@ -129,3 +129,52 @@ def test_replay_rows_are_the_replay_methods_that_ran(tmp_path):
   replayed = standard_map.replayed('split-mnist-vdv', 'task', tmp_path)
   assert list(replayed) == ['replay:b10'] and list(replayed['replay:b10']) == [
       0, 1]
+
+
+def _summary(hyperparams_by_method):
+  return dict(command='classp-continual ...', results={
+      method: dict(_run(0.9), hyperparams=h)
+      for method, h in hyperparams_by_method.items()})
+
+
+def _now(method, scenario='class'):
+  from classp_optax.continual import make_method  # noqa: PLC0415
+  return json.loads(json.dumps(make_method(
+      method, benchmark='permuted-mnist-vdv', scenario=scenario).hyperparams))
+
+
+def test_a_row_run_at_settings_the_preset_no_longer_gives_is_marked():
+  old_ewc = {k: v for k, v in _now('ewc').items() if k != 'fisher'}
+  summary = _summary({'ewc': old_ewc, 'si': _now('si')})
+  stale = standard_map.stale_methods(summary, 'permuted-mnist-vdv', 'class')
+  assert stale == {'ewc': {'fisher': (None, 'predicted')}}
+
+
+def test_rerun_stale_trains_only_the_stale_methods_and_replaces_their_rows(
+    tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  path = standard_map.summary_path('permuted-mnist', 'class', 0)
+  path.parent.mkdir(parents=True)
+  current = {m: _now(m) for m in standard_map.BASELINES}
+  stale = dict(current, ewc={**current['ewc'], 'fisher': 'empirical'})
+  path.write_text(json.dumps(_summary(stale)))
+  trained = []
+
+  def run_and_keep(argv, out, summary_path):
+    trained.append(argv[argv.index('--methods') + 1])
+    return dict(command='classp-continual ' + ' '.join(argv), results={
+        'ewc': dict(_run(0.25), hyperparams=current['ewc'])})
+
+  monkeypatch.setattr(standard_map, 'run_and_keep', run_and_keep)
+  base = ['--benchmark', 'permuted-mnist-vdv', '--scenarios', 'class',
+          '--seeds', '0', '--record', 'r.json']
+  assert standard_map.main(base + ['--no-run']) == 0
+  out = capsys.readouterr().out
+  assert '| EWC † |' in out and 'fisher=empirical (the preset now: predicted)' \
+      in out and trained == []
+  assert standard_map.main(base + ['--rerun-stale']) == 0
+  assert trained == ['ewc']
+  merged = json.loads(path.read_text())
+  assert merged['results']['ewc']['average_accuracy'] == 0.25
+  assert merged['results']['si'] == _summary(stale)['results']['si']
+  assert '†' not in capsys.readouterr().out.split('Every scenario')[0]

@@ -163,12 +163,16 @@ def _van_de_ven(learning_rate: float, per_scenario: dict) -> dict:
   every method, and per scenario ``(EWC lambda, online EWC lambda, gamma,
   SI c)``."""
   adam = dict(optimizer='adam', learning_rate=learning_rate)
+  # Their Fisher: the gradient at the model's most probable label
+  # (``output.max(1)[1]`` unless --emp-fi), over every example of the task
+  # (``fisher_n=None``; no task has more than 60,000).
+  fisher = dict(fisher='predicted', fisher_samples=60_000)
   return dict(
       method_defaults={
           'adam': dict(learning_rate=learning_rate),
           'joint': adam,
-          'ewc': dict(adam, mode='separate'),
-          'ewc:online': dict(adam, mode='online'),
+          'ewc': dict(adam, mode='separate', **fisher),
+          'ewc:online': dict(adam, mode='online', **fisher),
           'si': dict(adam, damping=0.1),
           'replay': adam,
       },

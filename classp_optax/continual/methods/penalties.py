@@ -93,11 +93,15 @@ class EwcConsolidation(hooklib.Hook):
   fisher: str = struct.field(pytree_node=False, default='empirical')
 
   def plan(self, tasks, t, seed):
+    """The examples of task ``t`` the Fisher is taken on (all of them when
+    ``fisher_samples`` is past its size), padded with zero weights to one
+    size for every task: ``fisher_samples`` or the largest task's."""
+    size = min(self.fisher_samples, max(task.num_train for task in tasks))
     chosen = np.random.default_rng([seed, 7919]).permutation(
         tasks[t].num_train)
-    chosen = np.sort(chosen[:self.fisher_samples])
-    positions = np.zeros(self.fisher_samples, np.int32)
-    weights = np.zeros(self.fisher_samples, np.float32)
+    chosen = np.sort(chosen[:size])
+    positions = np.zeros(size, np.int32)
+    weights = np.zeros(size, np.float32)
     positions[:len(chosen)], weights[:len(chosen)] = chosen, 1.0
     return positions, weights, np.asarray([seed, t], np.uint32)
 
@@ -171,7 +175,7 @@ register_method('ewc', ewc_method, (
     Setting('decay', 1.0, "online EWC's gamma", Real(0.0, 1.0)),
     optimizers.optimizer_setting('sgd'),
     Setting('fisher_samples', 1000, "training examples in each task's "
-            'Fisher', Integer(1)),
+            'Fisher (past its size: every one)', Integer(1)),
     Setting('fisher', 'empirical', "the Fisher's labels: the true one, the "
             "model's most probable, one drawn from it, or all (exact)",
             OneOf(fisher_lib.KINDS)),
