@@ -96,6 +96,34 @@ def table(summaries: dict) -> tuple[list[str], dict]:
   return rows, record
 
 
+# ER and DER++ on CLASSP at buffers of 200 and 500, tuned by tune.py.
+TUNED = ('er:classp', 'derpp:classp', 'er:classp500', 'derpp:classp500')
+
+
+def tuned_rows(names: list[str]) -> tuple[list[str], dict]:
+  """The CLASSP rows: each cell's tune.py summary
+  (``docs/results/tune-<target>.json``), its test runs over the seeds."""
+  rows, record = [], {}
+  for label in TUNED:
+    cells = []
+    for name in names:
+      path = pathlib.Path('docs/results') / (
+          f'tune-{name.removesuffix("-domain")}.json')
+      entry = (json.loads(path.read_text())['report'].get(label)
+               if path.exists() else None)
+      if entry is None:
+        cells.append('-')
+      elif entry.get('failed'):
+        cells.append(failed_cell(entry['failed']))
+      else:
+        mean, spread = entry['average_accuracy']
+        cells.append(f'{100 * mean:.2f} ± {100 * spread:.2f} '
+                     f'({len(entry["seeds"])})')
+      record.setdefault(f'{label} (tuned)', {})[name] = cells[-1]
+    rows.append(f'| {label} (tuned) | ' + ' | '.join(cells) + ' |')
+  return rows, record
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data-dir')
@@ -110,6 +138,8 @@ def main(argv=None) -> int:
       if summary is not None:
         summaries.setdefault(cell_name(benchmark, scenario), {})[seed] = summary
   rows, record = table(summaries)
+  tuned, tuned_record = tuned_rows([cell_name(*c) for c in CELLS])
+  rows, record = rows + tuned, {**record, **tuned_record}
   print('\n'.join(rows))
   pathlib.Path('docs/results/rehearsal-map.json').write_text(
       json.dumps(record, indent=2) + '\n')
