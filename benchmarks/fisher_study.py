@@ -1,0 +1,134 @@
+"""Which Fisher EWC takes: empirical, predicted, sampled or exact, on van de
+Ven & Tolias's split and permuted MNIST, in each scenario.
+
+    python benchmarks/fisher_study.py --data-dir ../shared/data
+    python benchmarks/fisher_study.py --no-run          # the table of what ran
+
+Runs EWC and online EWC with each kind of Fisher (``ewc.fisher``, over
+every example of each task, as the presets take it) at the presets'
+settings for the scenario, each seed of ``--seeds`` one command, and prints
+final average accuracy (%): mean ± std over the seeds run, and how many. A
+run that diverged or left a task unlearnt shows as such, never as a number.
+Van de Ven's study of the Fisher in EWC (ICLR 2025 blog track, arXiv
+2502.11756) finds the exact Fisher ahead of the empirical one, the sampled
+one between them.
+
+The exact Fisher takes one gradient per output for each example: on
+permuted MNIST's class-incremental stream (100 outputs) over a whole task
+it costs about a hundred times the empirical one (hours a task on a CPU), so
+``--fisher-samples N`` takes N examples of each task for every kind (the
+summaries record it).
+
+Each finished run's summary is kept in
+``docs/results/fisher-study/<benchmark>-<scenario>-seed<k>.json``; finished
+runs are reused, an interrupted one resumes from its checkpoints, and
+``--no-run`` trains nothing.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+from classp_optax.continual import metrics
+from classp_optax.continual.methods.fisher import KINDS
+from classp_optax.continual.suites import SUITES
+
+from _runs import failed_cell
+from _runs import failures
+from _runs import run_and_keep
+
+BENCHMARKS = ('split-mnist-vdv', 'permuted-mnist-vdv')
+FOLDER = pathlib.Path('docs/results/fisher-study')
+# Each penalty by the preset's label whose settings it takes.
+PENALTIES = {'ewc': 'ewc', 'online': 'ewc:online'}
+
+
+def variants(benchmark: str, scenario: str,
+             samples: int | None = None) -> dict[str, dict]:
+  """``{label: settings}``: each penalty with each kind of Fisher, at the
+  preset's settings for the scenario (on ``samples`` examples a task)."""
+  suite = SUITES[benchmark]
+  fewer = {} if samples is None else {'fisher_samples': samples}
+  return {f'ewc:{name}-{kind}': {**suite.defaults_for(preset, scenario),
+                                 'fisher': kind, **fewer}
+          for name, preset in PENALTIES.items() for kind in KINDS}
+
+
+def command(benchmark: str, scenario: str, seed: int, data_dir,
+            samples: int | None = None) -> list[str]:
+  """The ``classp-continual`` arguments of one seed of one cell."""
+  chosen = variants(benchmark, scenario, samples)
+  argv = ['--benchmark', benchmark, '--scenario', scenario, '--methods',
+          ','.join(chosen), '--seed', str(seed)]
+  for label, settings in chosen.items():
+    for name, value in settings.items():
+      argv += ['--set', f'{label}.{name}={value!r}']
+  return argv + (['--data-dir', data_dir] if data_dir else [])
+
+
+def run_summary(benchmark: str, scenario: str, seed: int, args):
+  """One seed of one cell: its committed summary, or the run's (run now
+  unless ``--no-run``), committed; None if neither exists."""
+  tag = '' if args.fisher_samples is None else f'-{args.fisher_samples}'
+  path = FOLDER / f'{benchmark}-{scenario}{tag}-seed{seed}.json'
+  if path.exists():
+    return json.loads(path.read_text())
+  out = pathlib.Path(args.out) / f'{benchmark}-{scenario}{tag}' / f'seed{seed}'
+  if args.no_run:
+    return None
+  return run_and_keep(command(benchmark, scenario, seed, args.data_dir,
+                              args.fisher_samples), out, path)
+
+
+def cell(runs: dict) -> str:
+  """A table cell from ``{seed: run}``."""
+  if not runs:
+    return '-'
+  if failed := failures(runs):
+    return failed_cell(failed)
+  mean, spread = metrics.mean_and_spread(
+      [100 * r['average_accuracy'] for r in runs.values()])
+  return f'{mean:.2f} ± {spread:.2f} ({len(runs)})'
+
+
+def table(summaries: dict) -> list[str]:
+  """Markdown rows from ``{(benchmark, scenario): {seed: summary}}``: a row
+  per penalty and kind, a column per benchmark and scenario."""
+  columns = [(b, s) for b in BENCHMARKS for s in SUITES[b].scenarios]
+  rows = ['| penalty, Fisher | ' + ' | '.join(
+      f'{b.removesuffix("-vdv")} {s}' for b, s in columns) + ' |',
+          '|---' * (len(columns) + 1) + '|']
+  for name in PENALTIES:
+    for kind in KINDS:
+      label = f'ewc:{name}-{kind}'
+      cells = [cell({seed: s['results'][label]
+                     for seed, s in summaries.get(c, {}).items()})
+               for c in columns]
+      rows.append(f'| {name}, {kind} | ' + ' | '.join(cells) + ' |')
+  return rows
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--data-dir')
+  parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--benchmarks', default=','.join(BENCHMARKS))
+  parser.add_argument('--out', default='runs/fisher-study')
+  parser.add_argument('--fisher-samples', type=int, metavar='N',
+                      help='examples of each task in every Fisher (default: '
+                           "the preset's, every one)")
+  parser.add_argument('--no-run', action='store_true')
+  args = parser.parse_args(argv)
+  summaries = {}
+  for benchmark in args.benchmarks.split(','):
+    for seed in map(int, args.seeds.split(',')):
+      for scenario in SUITES[benchmark].scenarios:
+        if (s := run_summary(benchmark, scenario, seed, args)) is not None:
+          summaries.setdefault((benchmark, scenario), {})[seed] = s
+  print('\n'.join(table(summaries)))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
