@@ -107,6 +107,9 @@ def test_bad_input_is_named_before_anything_trains():
     tune('sgd', [], **kwargs)
   with pytest.raises(ValueError, match=r'validation must be in \(0, 1\)'):
     tune('sgd', validation=1.0, **kwargs)
+  for seed in (-1, 0.5, True):
+    with pytest.raises(ValueError, match='search_seed must be an integer >= 0'):
+      tune('sgd', search_seed=seed, **kwargs)
   for seeds in ((-1,), (0, 0), (True,)):
     with pytest.raises(ValueError, match='test_seeds must be distinct'):
       tune('sgd', test_seeds=seeds, **kwargs)

@@ -63,6 +63,11 @@ def rejection(result: RunResult) -> str | None:
   return None
 
 
+def _scores(search: list[RunResult]) -> list[float]:
+  return [math.nan if rejection(r) else r.summary['average_accuracy']
+          for r in search]
+
+
 @dataclasses.dataclass(frozen=True)
 class Tuned:
   """What :func:`tune` found.
@@ -85,8 +90,7 @@ class Tuned:
   def scores(self) -> list[float]:
     """Each configuration's validation score; NaN where :func:`rejection`
     refuses it."""
-    return [math.nan if rejection(r) else r.summary['average_accuracy']
-            for r in self.search]
+    return _scores(self.search)
 
   @property
   def test_summary(self) -> dict:
@@ -146,15 +150,22 @@ class _Protocol:
                       dataclasses.replace(self.config, seed=seed))
 
 
+def _is_seed(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _check(label: str, configs: list[dict], validation: float,
-           test_seeds: Sequence[int]) -> None:
+           test_seeds: Sequence[int], seed, seed_name: str) -> None:
+  if not _is_seed(seed):
+    raise ValueError(f'tune: {seed_name} must be an integer >= 0, got '
+                     f'{seed!r}.')
   if not configs:
     raise ValueError(f'tune: grid for {label!r} is empty; give at least one '
                      'configuration, such as tuning.grid(learning_rate=[...]).')
   if not 0 < validation < 1:
     raise ValueError(f'tune: validation must be in (0, 1), got {validation}.')
-  if any(isinstance(s, bool) or not isinstance(s, int) or s < 0
-         for s in test_seeds) or len(set(test_seeds)) < len(test_seeds):
+  if not all(map(_is_seed, test_seeds)) or len(set(test_seeds)) < len(
+      test_seeds):
     raise ValueError('tune: test_seeds must be distinct integers >= 0, got '
                      f'{test_seeds!r}.')
 
@@ -179,7 +190,7 @@ def search(label: str, configs: Sequence[dict] | None = None, *,
   training data less ``validation`` of it, and scored on that held-out part:
   their runs, in order, nothing chosen. The arguments are :func:`tune`'s."""
   configs = list(methods.tuning_grid(label) if configs is None else configs)
-  _check(label, configs, validation, ())
+  _check(label, configs, validation, (), seed, 'seed')
   made = _made(label, configs, benchmark, scenario, settings)
   protocol = _Protocol(_stream(tasks), make_model, config or TrainConfig())
   return _train_groups(made, lambda k: protocol.run(made[k], seed, validation),
@@ -230,7 +241,7 @@ def tune(label: str, configs: Sequence[dict] | None = None, *,
     configuration was rejected (naming why each was).
   """
   configs = list(methods.tuning_grid(label) if configs is None else configs)
-  _check(label, configs, validation, test_seeds)
+  _check(label, configs, validation, test_seeds, search_seed, 'search_seed')
   common = dict(tasks=tasks, make_model=make_model, benchmark=benchmark,
                 scenario=scenario, settings=settings, progress=progress)
   runs = search(label, configs, config=search_config or config,
@@ -249,12 +260,13 @@ def tune(label: str, configs: Sequence[dict] | None = None, *,
 
 
 def _choose(label: str, configs: list[dict], search: list[RunResult]) -> int:
-  """The index of the best configuration that is a result."""
-  why = [rejection(r) for r in search]
-  scores = [-math.inf if w else r.summary['average_accuracy']
-            for w, r in zip(why, search, strict=True)]
-  if all(w is not None for w in why):
-    lines = '\n'.join(f'  {c}: {w}' for c, w in zip(configs, why, strict=True))
+  """The index of the best configuration that is a result (the first of
+  equal scores)."""
+  scores = _scores(search)
+  if all(math.isnan(score) for score in scores):
+    lines = '\n'.join(f'  {c}: {rejection(r)}'
+                      for c, r in zip(configs, search, strict=True))
     raise ValueError(f'tune: no configuration of {label!r} is a result; '
                      f'widen or move the grid:\n{lines}')
-  return max(range(len(configs)), key=lambda k: scores[k])
+  return max((k for k in range(len(scores)) if not math.isnan(scores[k])),
+             key=lambda k: scores[k])
