@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from classp_optax.continual import hooks as hooklib
+from classp_optax.continual import make_method
 from classp_optax.continual import steps
+from classp_optax.continual import streams
+from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.methods import fisher as fisher_lib
 from classp_optax.continual.models import MLP
 
@@ -139,9 +142,6 @@ def test_more_samples_than_a_task_has_take_the_whole_task_once():
   """``fisher_samples`` past every task's size is the whole task, each
   example once (their code's ``fisher_n=None``), padded only to the largest
   task of the stream, so that no sample is computed for nothing."""
-  from classp_optax.continual import make_method  # noqa: PLC0415
-  from classp_optax.continual import streams  # noqa: PLC0415
-  from classp_optax.continual.datasets import load_digits  # noqa: PLC0415
   tasks = streams.split(load_digits(), scenario='task')
   largest = max(task.num_train for task in tasks)
   hook = make_method('ewc', fisher_samples=60_000).hooks[0]
@@ -157,7 +157,6 @@ def test_the_van_de_ven_presets_take_the_fisher_their_code_takes():
   """Their code's default Fisher: each example's gradient at the model's
   most probable label (``output.max(1)[1]`` without ``--emp-fi``), over
   every example of the task."""
-  from classp_optax.continual import make_method  # noqa: PLC0415
   for benchmark in ('split-mnist-vdv', 'permuted-mnist-vdv'):
     for label in ('ewc', 'ewc:online'):
       made = make_method(label, benchmark=benchmark).hyperparams

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from classp_optax.continual import make_method
+
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
 import standard_map  # noqa: E402
 
@@ -138,7 +140,6 @@ def _summary(hyperparams_by_method):
 
 
 def _now(method, scenario='class'):
-  from classp_optax.continual import make_method  # noqa: PLC0415
   return json.loads(json.dumps(make_method(
       method, benchmark='permuted-mnist-vdv', scenario=scenario).hyperparams))
 
