@@ -15,7 +15,6 @@ import pytest
 
 from classp_optax import EwcState
 from classp_optax import SiState
-from classp_optax import _ewc
 from classp_optax import classp_stats
 from classp_optax import consolidate_ewc
 from classp_optax import set_hyperparams
@@ -109,24 +108,26 @@ def test_accuracy_matrix_is_filled(tasks):
 
 
 @pytest.mark.parametrize(
-  'method, num_configs',
+  'method, num_configs, make',
   [
-    (methods.make_method('classp', learning_rate=0.05, threshold=1e-4), 1),
-    (methods.make_method('si', learning_rate=0.1, strength=1.0), 1),
+    (methods.make_method('classp', learning_rate=0.05, threshold=1e-4), 1, cnn),
+    (methods.make_method('si', learning_rate=0.1, strength=1.0), 1, mlp),
     (
       methods.make_method('ewc', learning_rate=0.1, strength=50.0, fisher_samples=64),
       3,
+      mlp,
     ),
   ],
-  ids=['classp-1', 'si-1', 'ewc-3'],
+  ids=['classp-1-cnn', 'si-1-mlp', 'ewc-3-mlp'],
 )
 def test_killed_mid_task_and_resumed_equals_uninterrupted(
-  tasks, tmp_path, method, num_configs
+  tasks, tmp_path, method, num_configs, make
 ):
   """A kill in task 1 after a mid-task checkpoint (every 4 steps) resumes at
-  that checkpoint, and the run ends with the same results. The CNN on the
-  CPU takes one step per dispatch."""
-  runs = runs_of(method, tasks, num_configs, make=cnn)
+  that checkpoint, and the run ends with the same results: on the CNN, which
+  takes one step per dispatch on the CPU, and on the MLP, whose dispatches
+  stop at each checkpoint."""
+  runs = runs_of(method, tasks, num_configs, make=make)
   straight = fit(runs)
   resumed, resumed_steps = _killed_then_resumed(
     runs, tmp_path, kill_at=(1, 10), checkpoint_every_steps=4
@@ -664,37 +665,6 @@ def test_joint_training_takes_the_steps_of_a_plain_loop_on_every_task_so_far(
     np.testing.assert_allclose(result.accuracy, alone.accuracy, atol=1e-6)
   # Trained on every task so far, it keeps them: no forgetting to speak of.
   assert all(result.summary['forgetting'] < 0.05 for result in results)
-
-
-def test_ewc_consolidates_the_fisher_of_each_task(tasks):
-  """The Fisher the engine consolidates after task 0 is the library's
-  empirical_fisher of the same examples, in evaluation mode."""
-  method = methods.make_method(
-    'ewc', learning_rate=0.1, strength=1.0, fisher_samples=64
-  )
-  result = engine.train(engine.Run(cnn(), tasks[:1], method, CONFIG))
-  positions, _, _ = method.hooks[0].plan(tasks, 0, CONFIG.seed)
-  x, y = tasks[0].train_batch(positions)
-  model = result.model
-  model.eval()
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-
-  def loss(params, x, y, rest, masks):
-    logits = nnx.merge(graphdef, params, rest, copy=True)(x[None])
-    return steps.masked_cross_entropy(logits, y[None], masks)[0]
-
-  expected = _ewc.empirical_fisher(
-    loss,
-    nnx.as_pure(params),
-    x,
-    y,
-    nnx.as_pure(rest),
-    jnp.asarray(tasks[0].train_logit_masks()),
-  )
-  got = find_unique(result.opt_state, EwcState, 'EwcState').fisher
-  jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-9), got, expected
-  )
 
 
 def test_the_run_says_where_its_time_went(tasks):

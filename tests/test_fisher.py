@@ -38,22 +38,29 @@ def probabilities(model, params, x):
   return np.append(p / p.sum(), 0.0)
 
 
-def squared_grad(model, params, x, label):
-  def nll(params):
-    return model.loss(params, x[None], jnp.asarray([label]),
-                      jnp.ones((NUM_OUTPUTS, NUM_OUTPUTS), bool)
-                      .at[:, 3].set(False))[0]
-  return jax.tree.map(lambda g: np.asarray(g, np.float64) ** 2,
-                      jax.grad(nll)(params))
+def squared_grads(model):
+  """``(params, x, label) ->`` the squared gradient of -log p(label | x),
+  one example, compiled once for all of them."""
+  masks = jnp.ones((NUM_OUTPUTS, NUM_OUTPUTS), bool).at[:, 3].set(False)
+
+  @jax.jit
+  def grad(params, x, label):
+    return jax.grad(lambda p: model.loss(p, x[None], label[None], masks)[0])(
+        params)
+
+  return lambda params, x, label: jax.tree.map(
+      lambda g: np.asarray(g, np.float64) ** 2,
+      grad(params, x, jnp.int32(label)))
 
 
 def reference(model, params, data, label_weights):
   """Mean over examples of sum_c w(n, c) (d -log p(c|x_n) / dw)^2, one
   example and one class at a time."""
+  squared_grad = squared_grads(model)
   total = jax.tree.map(lambda p: np.zeros(p.shape), params)
   for n in range(len(data.inputs)):
     for c, w in label_weights(n, probabilities(model, params, data.inputs[n])):
-      g = squared_grad(model, params, data.inputs[n], c)
+      g = squared_grad(params, data.inputs[n], c)
       total = jax.tree.map(lambda t, g, w=w: t + w * g, total, g)
   return jax.tree.map(lambda t: t / len(data.inputs), total)
 

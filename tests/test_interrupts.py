@@ -21,8 +21,7 @@ OFTEN = ('--checkpoint-every', '5')
 # When each SIGINT is sent: a moment after the output folder appears (the
 # run is building its data and compiling), then moments after a resumed
 # process writes its first new checkpoint (it is training and checkpointing).
-MOMENTS = (('folder', 0.2), ('checkpoint', 0.0), ('checkpoint', 0.4),
-           ('checkpoint', 1.0))
+MOMENTS = (('folder', 0.2), ('checkpoint', 0.0), ('checkpoint', 0.7))
 
 
 def _command(out, *extra):
@@ -76,7 +75,7 @@ def test_ctrl_c_at_many_moments_never_crashes_and_resumes_exactly(tmp_path):
     assert 'Traceback' not in err and 'Fatal Python error' not in err, err
     if code == 130:  # the command that resumes it, the sweep's included
       assert '--resume' in err and '--seeds 0,1' in err, err
-  assert codes.count(130) >= 3, codes
+  assert codes.count(130) >= len(MOMENTS) - 1, codes
   finished = subprocess.run(_command(out, *OFTEN, '--resume'), env=_env(),
                             capture_output=True, text=True, timeout=300)
   assert finished.returncode == 0, finished.stderr

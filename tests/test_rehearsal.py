@@ -117,6 +117,10 @@ def _filled(rng, size=8, stored=6, outputs=5, labels=(0, 1)):
       seen=jnp.int32(stored))
 
 
+# One program, as the engine compiles it (op by op, it is several times slower).
+_COMPILED_STEP = jax.jit(steps._step, static_argnums=(0, 1, 2, 7))
+
+
 def _step(hook, extra, x, y, task=1, outputs=5, params=None):
   graphdef, initial, rest = _linear(outputs)
   params = initial if params is None else params
@@ -124,8 +128,8 @@ def _step(hook, extra, x, y, task=1, outputs=5, params=None):
   data = hooklib.TaskData(x, y, np.ones((outputs, outputs), bool),
                           np.int32(task))
   state = hooklib.TrainState(params, rest, tx.init(params), (extra,))
-  new, _ = steps._step(graphdef, tx, steps.masked_cross_entropy, (hook,),
-                       data, state, np.arange(len(y)), None)
+  new, _ = _COMPILED_STEP(graphdef, tx, steps.masked_cross_entropy, (hook,),
+                          data, state, np.arange(len(y)), None)
 
   def apply(p, inputs):
     return nnx.merge(graphdef, p, rest, copy=True)(inputs)
