@@ -4,6 +4,7 @@ import json
 import pathlib
 
 from classp_optax.continual import cli
+from classp_optax.continual import metrics
 
 
 def run_once(argv: list[str], out: pathlib.Path, progress: bool = True) -> dict:
@@ -65,3 +66,20 @@ def failed_cell(failed: dict) -> str:
   if why.startswith('diverged'):
     return f'diverged (seed {seed}: {why.removeprefix("diverged at ")})'
   return f'not learnt (seed {seed}: {why.removesuffix(" not learnt")})'
+
+
+def mean_cell(mean: float, spread: float, seeds: int) -> str:
+  """A table cell of a percentage over seeds: mean ± spread (how many)."""
+  return f'{mean:.2f} ± {spread:.2f} ({seeds})'
+
+
+def seeds_cell(runs: dict) -> str:
+  """A table cell from ``{seed: run}``: the final average accuracy (%)
+  over the seeds, or why a seed's run is no result; '-' if none ran."""
+  if not runs:
+    return '-'
+  if failed := failures(runs):
+    return failed_cell(failed)
+  mean, spread = metrics.mean_and_spread(
+      [100 * r['average_accuracy'] for r in runs.values()])
+  return mean_cell(mean, spread, len(runs))

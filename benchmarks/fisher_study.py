@@ -30,13 +30,11 @@ import json
 import pathlib
 import sys
 
-from classp_optax.continual import metrics
 from classp_optax.continual.methods.fisher import KINDS
 from classp_optax.continual.suites import SUITES
 
-from _runs import failed_cell
-from _runs import failures
 from _runs import run_and_keep
+from _runs import seeds_cell
 
 BENCHMARKS = ('split-mnist-vdv', 'permuted-mnist-vdv')
 FOLDER = pathlib.Path('docs/results/fisher-study')
@@ -81,17 +79,6 @@ def run_summary(benchmark: str, scenario: str, seed: int, args):
                               args.fisher_samples), out, path)
 
 
-def cell(runs: dict) -> str:
-  """A table cell from ``{seed: run}``."""
-  if not runs:
-    return '-'
-  if failed := failures(runs):
-    return failed_cell(failed)
-  mean, spread = metrics.mean_and_spread(
-      [100 * r['average_accuracy'] for r in runs.values()])
-  return f'{mean:.2f} ± {spread:.2f} ({len(runs)})'
-
-
 def table(summaries: dict) -> list[str]:
   """Markdown rows from ``{(benchmark, scenario): {seed: summary}}``: a row
   per penalty and kind, a column per benchmark and scenario."""
@@ -102,7 +89,7 @@ def table(summaries: dict) -> list[str]:
   for name in PENALTIES:
     for kind in KINDS:
       label = f'ewc:{name}-{kind}'
-      cells = [cell({seed: s['results'][label]
+      cells = [seeds_cell({seed: s['results'][label]
                      for seed, s in summaries.get(c, {}).items()})
                for c in columns]
       rows.append(f'| {name}, {kind} | ' + ' | '.join(cells) + ' |')

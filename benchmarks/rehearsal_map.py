@@ -26,11 +26,10 @@ import json
 import pathlib
 import sys
 
-from classp_optax.continual import metrics
-
 from _runs import failed_cell
-from _runs import failures
+from _runs import mean_cell
 from _runs import run_and_keep
+from _runs import seeds_cell
 
 REHEARSAL = ('er', 'der', 'derpp', 'agem', 'er_ace')
 CELLS = (('split-mnist-der', 'class'), ('split-mnist-der', 'task'),
@@ -65,18 +64,6 @@ def run_summary(benchmark: str, scenario: str | None, seed: int,
   return run_and_keep(argv, out, path)
 
 
-def cell(runs: dict) -> str:
-  """A table cell from ``{seed: run}``."""
-  if not runs:
-    return '-'
-  failed = failures(runs)
-  if failed:
-    return failed_cell(failed)
-  mean, spread = metrics.mean_and_spread(
-      [100 * r['average_accuracy'] for r in runs.values()])
-  return f'{mean:.2f} ± {spread:.2f} ({len(runs)})'
-
-
 def table(summaries: dict) -> tuple[list[str], dict]:
   """Markdown rows and the record, from ``{cell: {seed: summary}}``."""
   names = [cell_name(*c) for c in CELLS]
@@ -90,7 +77,7 @@ def table(summaries: dict) -> tuple[list[str], dict]:
       runs = {seed: s['results'][label]
               for seed, s in summaries.get(name, {}).items()
               if label in s['results']}
-      cells.append(cell(runs))
+      cells.append(seeds_cell(runs))
       record.setdefault(label, {})[name] = cells[-1]
     rows.append(f'| {label} | ' + ' | '.join(cells) + ' |')
   return rows, record
@@ -117,8 +104,8 @@ def tuned_rows(names: list[str]) -> tuple[list[str], dict]:
         cells.append(failed_cell(entry['failed']))
       else:
         mean, spread = entry['average_accuracy']
-        cells.append(f'{100 * mean:.2f} ± {100 * spread:.2f} '
-                     f'({len(entry["seeds"])})')
+        cells.append(mean_cell(100 * mean, 100 * spread,
+                               len(entry['seeds'])))
       record.setdefault(f'{label} (tuned)', {})[name] = cells[-1]
     rows.append(f'| {label} (tuned) | ' + ' | '.join(cells) + ' |')
   return rows, record

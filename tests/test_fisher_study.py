@@ -27,8 +27,8 @@ def test_each_variant_is_the_presets_penalty_with_one_kind(tmp_path):
 
 def test_a_seed_that_diverged_gives_no_number():
   run = dict(average_accuracy=0.5, not_learnt=[], diverged=None)
-  assert fisher_study.cell({0: run, 1: dict(run, average_accuracy=0.7)}) == (
+  assert fisher_study.seeds_cell({0: run, 1: dict(run, average_accuracy=0.7)}) == (
       '60.00 ± 10.00 (2)')
   diverged = dict(run, average_accuracy=None,
                   diverged=dict(task=2, step=5, what='the loss'))
-  assert fisher_study.cell({0: run, 1: diverged}).startswith('diverged (seed 1')
+  assert fisher_study.seeds_cell({0: run, 1: diverged}).startswith('diverged (seed 1')
