@@ -486,33 +486,6 @@ def test_each_test_set_is_prepared_once_per_run(tasks, monkeypatch):
   )
 
 
-# Every method with hooks of its own; sgd, adam and adagrad have none, and a
-# run without hooks compiles once in test_sweep.py.
-@pytest.mark.parametrize('name', ['classp', 'ewc', 'joint', 'replay', 'si'])
-def test_each_compiled_function_compiles_once_in_a_five_task_run(name, caplog):
-  """The train step (CLASSP's schedule included: injected, not rebuilt), the
-  hooks' events and the evaluation compile once per run, not once per task,
-  though the tasks differ in size."""
-  tasks = streams.split(load_digits(), scenario='task')
-  assert len(tasks) == 5 and len({t.num_train for t in tasks}) > 1
-  method = methods.make_method(name)
-  # A width no other run uses, so that nothing is in the caches yet.
-  make_model = mlp(hidden=(40 + sorted(methods.METHODS).index(name),))
-  with jax.log_compiles(), caplog.at_level('WARNING'):
-    engine.train(engine.Run(make_model, tasks, method, CONFIG), steps_per_call=5)
-  compiled = [
-    r.getMessage().split('(')[1].split(')')[0]
-    for r in caplog.records
-    if r.getMessage().startswith('Compiling jit(')
-  ]
-  # Joint training has no hook acting at a task's end: only the state's
-  # finiteness is checked there.
-  end = 'finite_states' if name == 'joint' else 'end_tasks'
-  functions = ('stacked_train_steps', 'start_tasks', end, 'correct_counts')
-  assert {f: compiled.count(f) for f in functions} == dict.fromkeys(functions, 1)
-  assert compiled.count({'end_tasks': 'finite_states'}.get(end, 'end_tasks')) == 0
-
-
 def _per_step_reference(make_model, tasks, method, config):
   """The loop written plainly: one jitted step per batch from the host, the
   same batches in the same order, a new step per task's hyperparameters."""

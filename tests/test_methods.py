@@ -174,13 +174,15 @@ def test_penalty_on_an_inner_optimizer_equals_the_hand_composed_chain(
 @pytest.mark.parametrize('name', sorted(methods.METHODS))
 @pytest.mark.parametrize('benchmark', ['split-digits', 'permuted-digits'])
 def test_every_method_learns_every_task_at_the_defaults_of_the_default_scenario(
-    benchmark, name):
+    benchmark, name, caplog):
   """The defaults of the embedded benchmarks, over the whole stream: the
   method learns every task, does not diverge, and no penalty passes SGD's
   stability bound (the EWC Fisher sums over tasks, so stiffness grows with
   them). The other scenarios: the committed summaries of
   ``benchmarks/defaults_learn.py``, which the test below holds to today's
-  defaults."""
+  defaults. Each compiled function compiles once in the run, not once a
+  task (CLASSP's schedule is injected, not rebuilt), though split digits'
+  tasks differ in size."""
   suite = SUITES[benchmark]
   scenario = suite.default_scenario
   tasks = suite.make_tasks(None, 0, suite.num_tasks, scenario)
@@ -189,13 +191,34 @@ def test_every_method_learns_every_task_at_the_defaults_of_the_default_scenario(
   make_model = functools.partial(models.make_model, 'mlp', (8, 8, 1),
                                  tasks[0].num_outputs, 0, hidden=suite.hidden)
   method = methods.make_method(name, **suite.defaults_for(name, scenario))
-  with warnings.catch_warnings(record=True) as caught:
+  jax.clear_caches()  # what an earlier test compiled is compiled again here
+  with warnings.catch_warnings(record=True) as caught, jax.log_compiles(), \
+      caplog.at_level('WARNING'):
     warnings.simplefilter('always', methods.StiffnessWarning)
     result = engine.train(engine.Run(make_model, tasks, method, config))
   assert [str(w.message) for w in caught
           if w.category is methods.StiffnessWarning] == []
   assert result.diverged is None, result.diverged
   assert not result.not_learnt, result.not_learnt
+  assert _compiles(caplog) == _ONCE_EACH[name in _NO_TASK_END], name
+
+
+# The engine's compiled functions in a run; a method none of whose hooks
+# acts at a task's end checks only its state's finiteness there (LwF keeps
+# the previous model as a task starts).
+_NO_TASK_END = ('adagrad', 'adam', 'joint', 'lwf', 'sgd')
+_ONCE_EACH = {
+    end_free: dict(stacked_train_steps=1, start_tasks=1, correct_counts=1,
+                   end_tasks=int(not end_free), finite_states=int(end_free))
+    for end_free in (False, True)}
+
+
+def _compiles(caplog) -> dict:
+  """How often each of the engine's functions compiled, from
+  ``jax.log_compiles``'s records."""
+  names = [r.getMessage().split('(')[1].split(')')[0] for r in caplog.records
+           if r.getMessage().startswith('Compiling jit(')]
+  return {f: names.count(f) for f in _ONCE_EACH[False]}
 
 
 RESULTS = pathlib.Path(__file__).parents[1] / 'docs' / 'results'
