@@ -82,6 +82,39 @@ def _mean_square(g):
   return jnp.mean(jnp.real(g * jnp.conj(g)))
 
 
+def _widened(g, grad_sum):
+  return g.astype(jnp.promote_types(g.dtype, grad_sum.dtype))
+
+
+def _update_leaf(g, grad_sum, gate, *, power, eps, apply_decay, static_power,
+                 static_decay):
+  """One tensor's CLASSP update and new ``grad_sum``: the coordinates whose
+  ``|g|**2`` passes ``gate`` accumulate ``|g|**power`` and step, the others
+  keep theirs. ``static_power`` and ``static_decay`` are the power and the
+  decay switch when known at trace time (else None)."""
+  # Complex gradients stay complex; |g|**2 = g * conj(g) is real.
+  g_wide = _widened(g, grad_sum)
+  squared = jnp.real(g_wide * jnp.conj(g_wide))
+  # squared > gate, except that a NaN gradient passes too (as in
+  # optax.adagrad: its update and grad_sum become non-finite, where a
+  # divergence check sees them), as an infinite one does. One comparison:
+  # an isfinite test doubles the step's time on XLA:CPU.
+  passes = ~(squared <= gate)
+  increment = (
+      squared if static_power == 2.0
+      else _abs_pow(jnp.abs(g_wide), power, static_power)
+  )
+  new_grad_sum = jnp.where(passes, grad_sum + increment,
+                           grad_sum).astype(grad_sum.dtype)
+  if static_decay is False:
+    step = g_wide
+  else:
+    step = g_wide * _inverse_root(eps + new_grad_sum, power, static_power)
+    if static_decay is None:
+      step = jnp.where(apply_decay, step, g_wide)
+  return jnp.where(passes, step, 0).astype(g.dtype), new_grad_sum
+
+
 def scale_by_classp(
     threshold: jax.typing.ArrayLike = 0.0,
     power: jax.typing.ArrayLike = 1.0,
@@ -193,31 +226,10 @@ def scale_by_classp(
         )
     )
 
-  def widened(g, grad_sum):
-    return g.astype(jnp.promote_types(g.dtype, grad_sum.dtype))
-
   def update_leaf(g, grad_sum, gate):
-    # Complex gradients stay complex; |g|**2 = g * conj(g) is real.
-    g_wide = widened(g, grad_sum)
-    squared = jnp.real(g_wide * jnp.conj(g_wide))
-    # squared > gate, except that a NaN gradient passes too (as in
-    # optax.adagrad: its update and grad_sum become non-finite, where a
-    # divergence check sees them), as an infinite one does. One comparison:
-    # an isfinite test doubles the step's time on XLA:CPU.
-    passes = ~(squared <= gate)
-    increment = (
-        squared if static_power == 2.0
-        else _abs_pow(jnp.abs(g_wide), power, static_power)
-    )
-    new_grad_sum = jnp.where(passes, grad_sum + increment,
-                             grad_sum).astype(grad_sum.dtype)
-    if static_decay is False:
-      step = g_wide
-    else:
-      step = g_wide * _inverse_root(eps + new_grad_sum, power, static_power)
-      if static_decay is None:
-        step = jnp.where(apply_decay, step, g_wide)
-    return jnp.where(passes, step, 0).astype(g.dtype), new_grad_sum
+    return _update_leaf(g, grad_sum, gate, power=power, eps=eps,
+                        apply_decay=apply_decay, static_power=static_power,
+                        static_decay=static_decay)
 
   def update_fn(updates, state, params=None):
     del params
@@ -229,7 +241,7 @@ def scale_by_classp(
     sums = treedef.flatten_up_to(state.grad_sum)
     gates = [threshold] * len(grads)
     if relative_threshold:
-      gates = [threshold * _mean_square(widened(g, s))
+      gates = [threshold * _mean_square(_widened(g, s))
                for g, s in zip(grads, sums, strict=True)]
       # Every tensor's mean first, then the updates: left to itself XLA:CPU
       # interleaves the reductions with the element-wise passes, and the step
