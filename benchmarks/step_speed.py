@@ -152,6 +152,57 @@ def count_fusions(lowered):
   return entry.count(' fusion('), entry.count('\n') - 1
 
 
+def interleaved_samples(runners: dict, repeats: int) -> dict:
+  """Each runner's times, one run each per round in a new random order, so
+  that the machine's noise, and PyTorch's OpenMP threads still spinning
+  after their step, fall on all of them alike."""
+  for run_once in runners.values():
+    time_it(run_once, repeats=0)
+  samples = {name: [] for name in runners}
+  order = random.Random(0)
+  for _ in range(repeats):
+    for name in order.sample(list(runners), len(runners)):
+      samples[name] += time_it(runners[name], repeats=1, warmup=0)
+  return samples
+
+
+def print_ratios(samples: dict, medians: dict) -> None:
+  """The reference-style speed-ups and the costs of p=3 and the relative
+  gate, against the copy probe's bound."""
+  # No step that reads and writes 5 floats per parameter can beat the copy
+  # probe's bandwidth: a bound on any implementation, measured in this run.
+  bound = medians['copy probe (x + 1)'] * FLOATS_MOVED / 2
+  print(f'one pass at the copy probe\'s bandwidth: {bound * 1e3:.2f} ms')
+  if torch is not None:
+    for p in (1, 2, 3):
+      reference = medians[f'torch reference-style p={p}']
+      speedup = reference / medians[f'classp p={p}']
+      print(f'classp p={p} is {speedup:.1f}x faster than reference-style '
+            f'(the bandwidth bound allows {reference / bound:.1f}x)')
+  for name, baseline in [('classp p=3', 'classp p=2'),
+                         ('classp p=2 relative', 'classp p=2')]:
+    ratios = [a / b for a, b in zip(samples[name], samples[baseline],
+                                    strict=True)]
+    print(f'{name} / {baseline}: {statistics.median(ratios):.2f} '
+          f'({min(ratios):.2f}, {max(ratios):.2f})')
+
+
+def print_table(total: int, samples: dict, repeats: int) -> None:
+  medians = {name: statistics.median(t) for name, t in samples.items()}
+  print(f'\n{total:,} parameters, {repeats} rounds')
+  print(f'{"method":30} {"median ms":>9} {"vs adagrad":>11} '
+        f'{"(lowest, highest round)":>24} {"GB/s":>7}')
+  for name, seconds in medians.items():
+    floats = {'copy': 2, 'jit ': 0}.get(name[:4], FLOATS_MOVED)
+    gbps = floats * 4 * total / seconds / 1e9
+    ratios = [a / b for a, b in zip(samples[name], samples[BASELINE],
+                                    strict=True)]
+    spread = f'({min(ratios):.2f}, {max(ratios):.2f})'
+    print(f'{name:30} {seconds * 1e3:9.2f} {statistics.median(ratios):11.2f} '
+          f'{spread:>24} {gbps:7.1f}')
+  print_ratios(samples, medians)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--sizes', type=float, nargs='+', default=[1e6, 1e7, 5e7])
@@ -177,46 +228,7 @@ def main():
       runners.update(torch_methods(total))
     runners['copy probe (x + 1)'] = copy_probe(total)
     runners['jit dispatch floor'] = dispatch_floor(total)
-
-    # Interleave the methods, one run each per round in a new random order, so
-    # that the machine's noise, and PyTorch's OpenMP threads still spinning
-    # after their step, fall on all of them alike.
-    for run_once in runners.values():
-      time_it(run_once, repeats=0)
-    samples = {name: [] for name in runners}
-    order = random.Random(0)
-    for _ in range(args.repeats):
-      for name in order.sample(list(runners), len(runners)):
-        samples[name] += time_it(runners[name], repeats=1, warmup=0)
-
-    medians = {name: statistics.median(t) for name, t in samples.items()}
-    print(f'\n{total:,} parameters, {args.repeats} rounds')
-    print(f'{"method":30} {"median ms":>9} {"vs adagrad":>11} '
-          f'{"(lowest, highest round)":>24} {"GB/s":>7}')
-    for name, seconds in medians.items():
-      floats = {'copy': 2, 'jit ': 0}.get(name[:4], FLOATS_MOVED)
-      gbps = floats * 4 * total / seconds / 1e9
-      ratios = [a / b for a, b in zip(samples[name], samples[BASELINE],
-                                      strict=True)]
-      spread = f'({min(ratios):.2f}, {max(ratios):.2f})'
-      print(f'{name:30} {seconds * 1e3:9.2f} {statistics.median(ratios):11.2f} '
-            f'{spread:>24} {gbps:7.1f}')
-    # No step that reads and writes 5 floats per parameter can beat the copy
-    # probe's bandwidth: a bound on any implementation, measured in this run.
-    bound = medians['copy probe (x + 1)'] * FLOATS_MOVED / 2
-    print(f'one pass at the copy probe\'s bandwidth: {bound * 1e3:.2f} ms')
-    if torch is not None:
-      for p in (1, 2, 3):
-        reference = medians[f'torch reference-style p={p}']
-        speedup = reference / medians[f'classp p={p}']
-        print(f'classp p={p} is {speedup:.1f}x faster than reference-style '
-              f'(the bandwidth bound allows {reference / bound:.1f}x)')
-    for name, baseline in [('classp p=3', 'classp p=2'),
-                           ('classp p=2 relative', 'classp p=2')]:
-      ratios = [a / b for a, b in zip(samples[name], samples[baseline],
-                                      strict=True)]
-      print(f'{name} / {baseline}: {statistics.median(ratios):.2f} '
-            f'({min(ratios):.2f}, {max(ratios):.2f})')
+    print_table(total, interleaved_samples(runners, args.repeats), args.repeats)
 
 
 if __name__ == '__main__':
