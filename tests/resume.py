@@ -10,16 +10,23 @@ class Interrupted(Exception):
   """Raised from ``on_step`` to kill a run where a test chooses."""
 
 
-def killed_and_resumed(run, folder, at=(1, 10), every=4):
-  """The result of ``run`` killed at step ``at = (task, step)`` (with a
-  checkpoint every ``every`` steps) and then resumed from ``folder``."""
+def killed_and_resumed(runs, folder, at=(1, 10), trained=None, **options):
+  """``runs`` (one run or a list, as :func:`train` takes them) killed at step
+  ``at = (task, step)``, then resumed from ``folder``; both calls take
+  ``options`` (by default a checkpoint every 4 steps). The resumed run's
+  steps, as ``(task, step)``, are appended to ``trained`` if it is a list."""
+  options.setdefault('checkpoint_every_steps', 4)
 
   def kill(task, step, losses):
     del losses
     if (task, step) == at:
       raise Interrupted
 
+  def record(task, step, losses):
+    del losses
+    if trained is not None:
+      trained.append((task, step))
+
   with pytest.raises(Interrupted):
-    train(run, checkpoint_dir=folder, checkpoint_every_steps=every,
-          on_step=kill)
-  return train(run, checkpoint_dir=folder)
+    train(runs, checkpoint_dir=folder, on_step=kill, **options)
+  return train(runs, checkpoint_dir=folder, on_step=record, **options)

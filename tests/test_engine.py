@@ -32,6 +32,7 @@ from classp_optax.continual import streams
 from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.methods import classp as classp_methods
 from classp_optax.continual.methods.reset import ResetState
+from tests.resume import killed_and_resumed
 
 CONFIG = configs.TrainConfig(epochs=1, batch_size=16, eval_batch_size=128,
                              seed=3)
@@ -59,32 +60,14 @@ def runs_of(method, tasks, num_configs, make=mlp, config=CONFIG):
           for seed in range(num_configs)]
 
 
+def one_device(runs):
+  return placement.mesh_for(len(runs), jax.devices()[:1])
+
+
 def fit(runs, **options):
   """:func:`engine.train` on one device."""
-  mesh = placement.mesh_for(len(runs), jax.devices()[:1])
-  return engine.train(runs, mesh=options.pop('mesh', mesh), **options)
-
-
-class Interrupted(Exception):
-  pass
-
-
-def _killed_then_resumed(runs, directory, kill_at, **options):
-  """Trains until ``on_step`` reaches ``kill_at`` = (task, step), killed
-  there, then resumes from ``directory`` with the same ``options``. Returns
-  the resumed results and the (task, step) of every step it trained."""
-
-  def kill(task, step, losses):
-    if (task, step) == kill_at:
-      raise Interrupted
-
-  with pytest.raises(Interrupted):
-    fit(runs, checkpoint_dir=directory, on_step=kill, **options)
-  trained = []
-  resumed = fit(runs, checkpoint_dir=directory,
-                on_step=lambda task, step, losses: trained.append((task, step)),
-                **options)
-  return resumed, trained
+  return engine.train(runs, mesh=options.pop('mesh', one_device(runs)),
+                      **options)
 
 
 def _assert_same_results(a, b):
@@ -129,9 +112,9 @@ def test_killed_mid_task_and_resumed_equals_uninterrupted(
   stop at each checkpoint."""
   runs = runs_of(method, tasks, num_configs, make=make)
   straight = fit(runs)
-  resumed, resumed_steps = _killed_then_resumed(
-    runs, tmp_path, kill_at=(1, 10), checkpoint_every_steps=4
-  )
+  resumed_steps = []
+  resumed = killed_and_resumed(runs, tmp_path, at=(1, 10),
+                               trained=resumed_steps, mesh=one_device(runs))
   assert resumed_steps[0] == (1, 9)  # from the checkpoint after step 8
   _assert_same_results(resumed, straight)
   assert all(r.state_bytes > 0 for r in resumed)
@@ -143,9 +126,9 @@ def test_killed_in_the_first_task_resumes_from_its_checkpoint(
 ):
   runs = runs_of(methods.make_method('sgd', learning_rate=0.1), tasks[:2], num_configs)
   straight = fit(runs)
-  resumed, resumed_steps = _killed_then_resumed(
-    runs, tmp_path, kill_at=(0, 7), checkpoint_every_steps=3
-  )
+  resumed_steps = []
+  resumed = killed_and_resumed(runs, tmp_path, at=(0, 7), trained=resumed_steps,
+                               mesh=one_device(runs), checkpoint_every_steps=3)
   assert resumed_steps[0] == (0, 7)
   _assert_same_results(resumed, straight)
 
@@ -153,9 +136,10 @@ def test_killed_in_the_first_task_resumes_from_its_checkpoint(
 def test_killed_between_tasks_resumes_at_the_next_task(tasks, tmp_path):
   runs = runs_of(methods.make_method('sgd', learning_rate=0.1), tasks, 1)
   straight = fit(runs)
-  resumed, resumed_steps = _killed_then_resumed(
-    runs, tmp_path, kill_at=(1, 2), checkpoint_every_seconds=None
-  )
+  resumed_steps = []
+  resumed = killed_and_resumed(runs, tmp_path, at=(1, 2), trained=resumed_steps,
+                               mesh=one_device(runs), checkpoint_every_steps=None,
+                               checkpoint_every_seconds=None)
   assert resumed_steps[0] == (1, 1)
   _assert_same_results(resumed, straight)
 
@@ -203,7 +187,8 @@ def test_resume_with_per_task_epochs_and_refusal_of_another_stream(tasks, tmp_pa
     methods.make_method('sgd', learning_rate=0.1), tasks[:2], 1, config=config
   )
   straight = fit(runs)
-  resumed, _ = _killed_then_resumed(runs, tmp_path, kill_at=(1, 3))
+  resumed = killed_and_resumed(runs, tmp_path, at=(1, 3), mesh=one_device(runs),
+                               checkpoint_every_steps=None)
   _assert_same_results(resumed, straight)
   with pytest.raises(ValueError, match='from another run: runs.0.config'):
     engine.train(
@@ -567,7 +552,9 @@ def test_capacity_used_is_recorded_after_every_task_for_classp(tasks, tmp_path):
   assert len(used) == 3 and used == sorted(used) and 0 < used[0] <= used[-1] <= 1
   assert used[-1] == pytest.approx(float(classp_stats(result.opt_state).capacity_used))
   assert result.to_json()['capacity_used'] == used
-  resumed, _ = _killed_then_resumed(runs_of(method, tasks, 1), tmp_path, kill_at=(2, 1))
+  runs = runs_of(method, tasks, 1)
+  resumed = killed_and_resumed(runs, tmp_path, at=(2, 1), mesh=one_device(runs),
+                               checkpoint_every_steps=None)
   assert resumed[0].capacity_used == used
   assert (
     engine.train(
