@@ -18,10 +18,11 @@ from classp_optax import classp
 from classp_optax.continual import engine
 from classp_optax.continual import methods
 from classp_optax.continual import models
-from classp_optax.continual import steps
 from classp_optax.continual.config import TrainConfig
 from classp_optax.continual.methods import penalties
 from classp_optax.continual.suites import SUITES
+from tests.compiles import compiled
+from tests.compiles import forget_engine_programs
 
 # Per hyperparameter: values it must refuse, and the range its error states.
 BAD = {
@@ -192,8 +193,7 @@ def test_every_method_learns_every_task_at_the_defaults_of_the_default_scenario(
   make_model = functools.partial(models.make_model, 'mlp', (8, 8, 1),
                                  tasks[0].num_outputs, 0, hidden=suite.hidden)
   method = methods.make_method(name, **suite.defaults_for(name, scenario))
-  for program in _ENGINE_PROGRAMS:  # compiled again here, not found cached
-    program.clear_cache()
+  forget_engine_programs()
   with warnings.catch_warnings(record=True) as caught, jax.log_compiles(), \
       caplog.at_level('WARNING'):
     warnings.simplefilter('always', methods.StiffnessWarning)
@@ -202,27 +202,19 @@ def test_every_method_learns_every_task_at_the_defaults_of_the_default_scenario(
           if w.category is methods.StiffnessWarning] == []
   assert result.diverged is None, result.diverged
   assert not result.not_learnt, result.not_learnt
-  assert _compiles(caplog) == _ONCE_EACH[name in _NO_TASK_END], name
+  counts = compiled(caplog)
+  assert {f: counts[f] for f in _ONCE_EACH[False]} == _ONCE_EACH[
+      name in _NO_TASK_END], name
 
 
 # The engine's compiled functions in a run; a method none of whose hooks
 # acts at a task's end checks only its state's finiteness there (LwF keeps
 # the previous model as a task starts).
 _NO_TASK_END = ('adagrad', 'adam', 'joint', 'lwf', 'sgd')
-_ENGINE_PROGRAMS = (steps._copying, steps._donating, steps.start_tasks,
-                    steps.end_tasks, steps.finite_states, steps.correct_counts)
 _ONCE_EACH = {
     end_free: dict(stacked_train_steps=1, start_tasks=1, correct_counts=1,
                    end_tasks=int(not end_free), finite_states=int(end_free))
     for end_free in (False, True)}
-
-
-def _compiles(caplog) -> dict:
-  """How often each of the engine's functions compiled, from
-  ``jax.log_compiles``'s records."""
-  names = [r.getMessage().split('(')[1].split(')')[0] for r in caplog.records
-           if r.getMessage().startswith('Compiling jit(')]
-  return {f: names.count(f) for f in _ONCE_EACH[False]}
 
 
 RESULTS = pathlib.Path(__file__).parents[1] / 'docs' / 'results'
