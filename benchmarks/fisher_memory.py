@@ -6,10 +6,15 @@ the memory of 1,000.
     python benchmarks/fisher_memory.py --data-dir ../shared/data
     python benchmarks/fisher_memory.py --samples 1000,60000 --kind exact
 
-Each count runs in a fresh process, which reports its peak resident memory
+Two paths, each count in a fresh process: ``closed-form``, the MLP as the
+package computes its Fisher (from its dense layers' inputs and output
+gradients), and ``per-example``, the same MLP hidden inside a module
+without dense layers, as any other model's Fisher is computed (each
+example's gradient). Each process reports its peak resident memory
 (``ru_maxrss``, the data included) and the Fisher's time after a first,
-compiling call (``--repeats`` calls, median). Prints a row per count and
-the ratio of peaks against the smallest count.
+compiling call (``--repeats`` calls, median). Prints a row per path and
+count, the ratio of peaks against the first count, and the per-example
+path's time against the closed form's.
 """
 
 import argparse
@@ -26,9 +31,25 @@ import numpy as np
 WORKER = '--worker'
 
 
-def measure(samples: int, kind: str, data_dir: str, repeats: int) -> dict:
+def _opaque(model):
+  """``model`` inside a module without ``dense_layers``: its Fisher is
+  taken example by example."""
+  from flax import nnx  # noqa: PLC0415
+
+  class Opaque(nnx.Module):
+    def __init__(self, inner):
+      self.inner = inner
+
+    def __call__(self, x):
+      return self.inner(x)
+
+  return Opaque(model)
+
+
+def measure(samples: int, kind: str, data_dir: str, repeats: int,
+            path: str) -> dict:
   """In this process: the Fisher of ``samples`` MNIST examples (framed to
-  32x32) on the preset's freshly initialised MLP."""
+  32x32) on the preset's freshly initialised MLP, by ``path``."""
   from flax import nnx  # noqa: PLC0415
   import jax  # noqa: PLC0415 (the parent process measures nothing)
 
@@ -41,6 +62,7 @@ def measure(samples: int, kind: str, data_dir: str, repeats: int) -> dict:
   data = datasets.pad(datasets.load_idx_dataset('mnist', data_dir), 2)
   model = models.make_model('mlp', (32, 32, 1), 10, 0, hidden=(1000, 1000),
                             init='torch')
+  model = _opaque(model) if path == 'per-example' else model
   model.eval()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   task = hooklib.TaskData(jax.device_put(data.x_train),
@@ -57,7 +79,8 @@ def measure(samples: int, kind: str, data_dir: str, repeats: int) -> dict:
     start = time.perf_counter()
     jax.block_until_ready(run(params, jax.random.key(k)))
     seconds.append(time.perf_counter() - start)
-  return dict(samples=samples, kind=kind, seconds=statistics.median(seconds),
+  return dict(samples=samples, kind=kind, path=path,
+              seconds=statistics.median(seconds),
               peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
@@ -67,27 +90,46 @@ def main(argv=None) -> int:
   parser.add_argument('--samples', default='1000,60000')
   parser.add_argument('--kind', default='empirical')
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--paths', default=','.join(PATHS))
   args = parser.parse_args(argv)
-  rows = []
-  for samples in map(int, args.samples.split(',')):
-    done = subprocess.run(
-        [sys.executable, __file__, WORKER, str(samples), args.kind,
-         args.data_dir, str(args.repeats)],
-        capture_output=True, text=True, check=True)
-    rows.append(json.loads(done.stdout.splitlines()[-1]))
-    r = rows[-1]
-    print(f'{r["samples"]:>7} samples ({r["kind"]}): peak {r["peak_mib"]:8.0f} '
-          f'MiB, {r["seconds"]:7.2f} s ({1e3 * r["seconds"] / r["samples"]:.2f}'
-          ' ms a sample)', flush=True)
-  base = rows[0]['peak_mib']
-  print('peak memory against the first: ' + ', '.join(
-      f'{r["samples"]}: {r["peak_mib"] / base:.3f}x' for r in rows))
+  rows = {}
+  for path in args.paths.split(','):
+    for samples in map(int, args.samples.split(',')):
+      rows[path, samples] = r = _worker(args, samples, path)
+      print(f'{path:>11}, {samples:>6} samples ({r["kind"]}): peak '
+            f'{r["peak_mib"]:6.0f} MiB, {r["seconds"]:7.2f} s '
+            f'({1e3 * r["seconds"] / samples:.3f} ms a sample)', flush=True)
+  _ratios(rows)
   return 0
+
+
+PATHS = ('closed-form', 'per-example')
+
+
+def _worker(args, samples: int, path: str) -> dict:
+  done = subprocess.run(
+      [sys.executable, __file__, WORKER, str(samples), args.kind,
+       args.data_dir, str(args.repeats), path],
+      capture_output=True, text=True, check=True)
+  return json.loads(done.stdout.splitlines()[-1])
+
+
+def _ratios(rows: dict) -> None:
+  for path in dict.fromkeys(p for p, _ in rows):
+    mine = [(n, r) for (p, n), r in rows.items() if p == path]
+    base = mine[0][1]['peak_mib']
+    print(f'{path}: peak memory against {mine[0][0]} samples: ' + ', '.join(
+        f'{n}: {r["peak_mib"] / base:.3f}x' for n, r in mine))
+  for (path, n), r in rows.items():
+    if path == 'per-example' and ('closed-form', n) in rows:
+      print(f'{n} samples: per-example / closed-form time '
+            f'{r["seconds"] / rows["closed-form", n]["seconds"]:.1f}x')
 
 
 if __name__ == '__main__':
   if len(sys.argv) > 1 and sys.argv[1] == WORKER:
-    samples, kind, data_dir, repeats = sys.argv[2:6]
-    print(json.dumps(measure(int(samples), kind, data_dir, int(repeats))))
+    samples, kind, data_dir, repeats, path = sys.argv[2:7]
+    print(json.dumps(measure(int(samples), kind, data_dir, int(repeats),
+                             path)))
   else:
     sys.exit(main())

@@ -49,6 +49,24 @@ class MLP(nnx.Module):
       x = jax.nn.relu(layer(x))
     return self.out(x)
 
+  def dense_layers(self) -> list[nnx.Linear]:
+    """The dense layers, from the input to the output: all the weights."""
+    return [*self.hidden, self.out]
+
+  def tapped(self, x: jax.Array, shifts) -> tuple[jax.Array, list]:
+    """The outputs with ``shifts[l]`` added to dense layer ``l``'s outputs,
+    and each dense layer's inputs. On one example a dense layer's gradient
+    is the outer product of its input and the gradient at its output (the
+    gradient in ``shifts[l]``): what closed-form per-example gradient
+    statistics (EWC's Fisher) need, with no per-example gradient held."""
+    x = x.reshape(x.shape[0], -1)
+    inputs = []
+    for layer, shift in zip(self.dense_layers(), shifts, strict=True):
+      inputs.append(x)
+      x = layer(x) + shift
+      x = x if layer is self.out else jax.nn.relu(x)
+    return x, inputs
+
 
 class CNN(nnx.Module):
   """The CLASSP paper's CNN: two 3x3 convolutions (32, 64), max pool, dropout,

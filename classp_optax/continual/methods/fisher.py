@@ -20,6 +20,7 @@ are reduced in chunks under ``lax.scan``: memory holds one chunk's
 per-example gradients, whatever the number of samples.
 """
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 
@@ -33,30 +34,74 @@ def check_kind(kind: str) -> None:
     raise ValueError(f'fisher must be one of {KINDS}, got {kind!r}.')
 
 
-def _nll(model, params, x, label, own):
-  """``-log p(label|x)`` over the outputs ``own`` names (x's own head)."""
+def _nll(model, outputs, label, own):
+  """``-log p(label|x)`` from one example's ``outputs``, over the outputs
+  ``own`` names (x's own head)."""
   table = jnp.broadcast_to(own, (own.shape[0], own.shape[0]))
-  return model.loss(params, x[None], label[None], table)[0]
+  return model.example_loss(outputs[None], label[None], table)[0]
 
 
-def _squares(model, params, x, labels, own, weights):
-  """``sum_n weights_n g_n**2``, ``g_n`` the gradient of example ``n``'s
-  negative log-likelihood of ``labels[n]``."""
-  grads = jax.vmap(jax.grad(_nll, argnums=1), in_axes=(None, None, 0, 0, 0))(
-      model, params, x, labels, own)
+def _per_example_squares(model, params, x, labels, own, weights):
+  """``sum_n weights_n g_n**2`` from each example's own gradient ``g_n``
+  (of its negative log-likelihood of ``labels[n]``): any model."""
+  nll = lambda params, x, c, own: _nll(  # noqa: E731
+      model, model.outputs(params, x[None])[0], c, own)
+  grads = jax.vmap(jax.grad(nll), in_axes=(None, 0, 0, 0))(
+      params, x, labels, own)
   return jax.tree.map(  # |g|**2, real also for complex parameters
       lambda g: jnp.tensordot(weights, jnp.real(g * jnp.conj(g)), axes=1),
       grads)
 
 
+def _dense_squares(module, model, params, x, labels, own, weights):
+  """The same sum in closed form for a model of dense layers (``module``
+  has ``dense_layers`` and ``tapped``, as :class:`models.MLP`): example
+  ``n``'s gradient for a layer's kernel is ``a_n (x) d_n``, its input and
+  the gradient at its output, so ``sum_n w_n g_n**2`` is
+  ``(w a**2)^T d**2``, and ``sum_n w_n d_n**2`` for the bias. One backward
+  pass over the chunk gives every ``d_n``; no per-example gradient is
+  held."""
+  layers = module.dense_layers()
+
+  def total(shifts):
+    outputs, inputs = module.tapped(x, shifts)
+    nlls = jax.vmap(lambda *a: _nll(model, *a))(outputs, labels, own)
+    return jnp.sum(nlls), inputs
+
+  shifts = [jnp.zeros((len(x), layer.out_features), layer.kernel.dtype)
+            for layer in layers]
+  deltas, inputs = jax.grad(total, has_aux=True)(shifts)
+  for layer, a, d in zip(layers, inputs, deltas, strict=True):
+    layer.kernel.set_value((weights[:, None] * a * a).T @ (d * d))
+    layer.bias.set_value(weights @ (d * d))
+  found = jax.tree.leaves(nnx.split(module, nnx.Param, ...)[1])
+  return jax.tree.unflatten(jax.tree.structure(params), found)
+
+
+def _squares(model, params, x, labels, own, weights):
+  """``sum_n weights_n g_n**2``, ``g_n`` the gradient of example ``n``'s
+  negative log-likelihood of ``labels[n]``: in closed form where the model
+  is made of dense layers only (real weights, each with a bias), else
+  example by example."""
+  module = nnx.merge(model.graphdef, params, model.rest, copy=True)
+  dense = getattr(module, 'dense_layers', lambda: ())()
+  covered = sum(2 if layer.use_bias else 1 for layer in dense)
+  if covered and covered == len(jax.tree.leaves(params)) and all(
+      layer.use_bias and jnp.issubdtype(layer.kernel.dtype, jnp.floating)
+      for layer in dense):
+    return _dense_squares(module, model, params, x, labels, own, weights)
+  return _per_example_squares(model, params, x, labels, own, weights)
+
+
 def _probabilities(model, params, x, own):
   """``(examples, outputs)``: each example's model distribution, 0 outside
-  its own head."""
-  outputs = jnp.arange(own.shape[1])
-  each = lambda x, own: jax.vmap(  # noqa: E731
-      lambda c: _nll(model, params, x, c, own))(outputs)
+  its own head (one forward pass, then the loss of each label)."""
+  outputs = model.outputs(params, x)
+  labels = jnp.arange(own.shape[1])
+  each = lambda z, own: jax.vmap(  # noqa: E731
+      lambda c: _nll(model, z, c, own))(labels)
   return jax.lax.stop_gradient(
-      jnp.where(own, jnp.exp(-jax.vmap(each)(x, own)), 0.0))
+      jnp.where(own, jnp.exp(-jax.vmap(each)(outputs, own)), 0.0))
 
 
 def _chunk(kind, model, params, x, y, own, weights, keys):
