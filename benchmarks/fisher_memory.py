@@ -47,7 +47,7 @@ def _opaque(model):
 
 
 def measure(samples: int, kind: str, data_dir: str, repeats: int,
-            path: str) -> dict:
+            path: str, outputs: int = 10) -> dict:
   """In this process: the Fisher of ``samples`` MNIST examples (framed to
   32x32) on the preset's freshly initialised MLP, by ``path``."""
   from flax import nnx  # noqa: PLC0415
@@ -60,14 +60,15 @@ def measure(samples: int, kind: str, data_dir: str, repeats: int,
   from classp_optax.continual.methods import fisher  # noqa: PLC0415
 
   data = datasets.pad(datasets.load_idx_dataset('mnist', data_dir), 2)
-  model = models.make_model('mlp', (32, 32, 1), 10, 0, hidden=(1000, 1000),
+  model = models.make_model('mlp', (32, 32, 1), outputs, 0,
+                            hidden=(1000, 1000),
                             init='torch')
   model = _opaque(model) if path == 'per-example' else model
   model.eval()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   task = hooklib.TaskData(jax.device_put(data.x_train),
                           jax.device_put(data.y_train),
-                          jax.device_put(np.ones((10, 10), bool)), 0)
+                          jax.device_put(np.ones((outputs,) * 2, bool)), 0)
   net = hooklib.Model(graphdef, rest, steps.masked_cross_entropy)
   positions = np.arange(samples, dtype=np.int32) % len(data.y_train)
   weights = np.ones(samples, np.float32)
@@ -91,6 +92,9 @@ def main(argv=None) -> int:
   parser.add_argument('--kind', default='empirical')
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--paths', default=','.join(PATHS))
+  parser.add_argument('--outputs', type=int, default=10,
+                      help='the MLP\'s outputs, every one in each head '
+                           '(100: permuted MNIST class-incremental)')
   args = parser.parse_args(argv)
   rows = {}
   for path in args.paths.split(','):
@@ -109,7 +113,7 @@ PATHS = ('closed-form', 'per-example')
 def _worker(args, samples: int, path: str) -> dict:
   done = subprocess.run(
       [sys.executable, __file__, WORKER, str(samples), args.kind,
-       args.data_dir, str(args.repeats), path],
+       args.data_dir, str(args.repeats), path, str(args.outputs)],
       capture_output=True, text=True, check=True)
   return json.loads(done.stdout.splitlines()[-1])
 
@@ -128,8 +132,8 @@ def _ratios(rows: dict) -> None:
 
 if __name__ == '__main__':
   if len(sys.argv) > 1 and sys.argv[1] == WORKER:
-    samples, kind, data_dir, repeats, path = sys.argv[2:7]
+    samples, kind, data_dir, repeats, path, outputs = sys.argv[2:8]
     print(json.dumps(measure(int(samples), kind, data_dir, int(repeats),
-                             path)))
+                             path, int(outputs))))
   else:
     sys.exit(main())

@@ -16,8 +16,14 @@ arXiv 2502.11756, compares them):
 
 ``p(c|x) = exp(-loss(x, c))`` for the engine's loss taken over the
 example's own head (row ``y`` of the task's training masks). The examples
-are reduced in chunks under ``lax.scan``: memory holds one chunk's
-per-example gradients, whatever the number of samples.
+are reduced in chunks under ``lax.scan``, so memory does not grow with the
+number of samples. A model of dense layers (:class:`models.MLP`) takes the
+closed form: example ``n``'s gradient for a dense layer's kernel is the
+outer product ``a_n (x) d_n`` of the layer's input and the gradient at its
+output, so ``sum_n w_n g_n**2`` is ``(w a**2)^T d**2`` (``sum_n w_n
+d_n**2`` for the bias): one forward pass over a chunk and a backward pass
+per label, no per-example gradient held. Any other model takes each
+example's gradient, a chunk of them at a time.
 """
 
 from flax import nnx
@@ -41,62 +47,9 @@ def _nll(model, outputs, label, own):
   return model.example_loss(outputs[None], label[None], table)[0]
 
 
-def _per_example_squares(model, params, x, labels, own, weights):
-  """``sum_n weights_n g_n**2`` from each example's own gradient ``g_n``
-  (of its negative log-likelihood of ``labels[n]``): any model."""
-  nll = lambda params, x, c, own: _nll(  # noqa: E731
-      model, model.outputs(params, x[None])[0], c, own)
-  grads = jax.vmap(jax.grad(nll), in_axes=(None, 0, 0, 0))(
-      params, x, labels, own)
-  return jax.tree.map(  # |g|**2, real also for complex parameters
-      lambda g: jnp.tensordot(weights, jnp.real(g * jnp.conj(g)), axes=1),
-      grads)
-
-
-def _dense_squares(module, model, params, x, labels, own, weights):
-  """The same sum in closed form for a model of dense layers (``module``
-  has ``dense_layers`` and ``tapped``, as :class:`models.MLP`): example
-  ``n``'s gradient for a layer's kernel is ``a_n (x) d_n``, its input and
-  the gradient at its output, so ``sum_n w_n g_n**2`` is
-  ``(w a**2)^T d**2``, and ``sum_n w_n d_n**2`` for the bias. One backward
-  pass over the chunk gives every ``d_n``; no per-example gradient is
-  held."""
-  layers = module.dense_layers()
-
-  def total(shifts):
-    outputs, inputs = module.tapped(x, shifts)
-    nlls = jax.vmap(lambda *a: _nll(model, *a))(outputs, labels, own)
-    return jnp.sum(nlls), inputs
-
-  shifts = [jnp.zeros((len(x), layer.out_features), layer.kernel.dtype)
-            for layer in layers]
-  deltas, inputs = jax.grad(total, has_aux=True)(shifts)
-  for layer, a, d in zip(layers, inputs, deltas, strict=True):
-    layer.kernel.set_value((weights[:, None] * a * a).T @ (d * d))
-    layer.bias.set_value(weights @ (d * d))
-  found = jax.tree.leaves(nnx.split(module, nnx.Param, ...)[1])
-  return jax.tree.unflatten(jax.tree.structure(params), found)
-
-
-def _squares(model, params, x, labels, own, weights):
-  """``sum_n weights_n g_n**2``, ``g_n`` the gradient of example ``n``'s
-  negative log-likelihood of ``labels[n]``: in closed form where the model
-  is made of dense layers only (real weights, each with a bias), else
-  example by example."""
-  module = nnx.merge(model.graphdef, params, model.rest, copy=True)
-  dense = getattr(module, 'dense_layers', lambda: ())()
-  covered = sum(2 if layer.use_bias else 1 for layer in dense)
-  if covered and covered == len(jax.tree.leaves(params)) and all(
-      layer.use_bias and jnp.issubdtype(layer.kernel.dtype, jnp.floating)
-      for layer in dense):
-    return _dense_squares(module, model, params, x, labels, own, weights)
-  return _per_example_squares(model, params, x, labels, own, weights)
-
-
-def _probabilities(model, params, x, own):
+def _probabilities(model, outputs, own):
   """``(examples, outputs)``: each example's model distribution, 0 outside
-  its own head (one forward pass, then the loss of each label)."""
-  outputs = model.outputs(params, x)
+  its own head."""
   labels = jnp.arange(own.shape[1])
   each = lambda z, own: jax.vmap(  # noqa: E731
       lambda c: _nll(model, z, c, own))(labels)
@@ -104,23 +57,85 @@ def _probabilities(model, params, x, own):
       jnp.where(own, jnp.exp(-jax.vmap(each)(outputs, own)), 0.0))
 
 
+def _label(kind, p, y, keys):
+  """The one label each example's gradient is taken at, for the kinds that
+  take one (all but ``exact``)."""
+  if kind == 'empirical':
+    return y
+  if kind == 'predicted':
+    return jnp.argmax(p, axis=1)
+  return jax.vmap(jax.random.categorical)(keys, jnp.log(p))
+
+
+def _by_label(kind, squares, p, y, keys, zeros):
+  """``squares(labels)`` at the kind's labels, or for ``exact`` summed over
+  every label, each weighted by ``p`` (a pytree of ``zeros`` to start)."""
+  if kind != 'exact':
+    return squares(_label(kind, p, y, keys), jnp.ones(y.shape))
+
+  def add(total, c):
+    part = squares(jnp.full(y.shape, c, y.dtype), p[:, c])
+    return jax.tree.map(jnp.add, total, part), None
+  return jax.lax.scan(add, zeros, jnp.arange(p.shape[1]))[0]
+
+
+def _per_example(kind, model, params, x, y, own, weights, keys):
+  """One chunk's weighted sum of squared gradients, from each example's
+  own gradient: any model."""
+  nll = lambda params, x, c, own: _nll(  # noqa: E731
+      model, model.outputs(params, x[None])[0], c, own)
+  grad = jax.vmap(jax.grad(nll), in_axes=(None, 0, 0, 0))
+
+  def squares(labels, scale):
+    grads = grad(params, x, labels, own)
+    return jax.tree.map(  # |g|**2, real also for complex parameters
+        lambda g: jnp.tensordot(weights * scale, jnp.real(g * jnp.conj(g)),
+                                axes=1), grads)
+
+  p = _probabilities(model, model.outputs(params, x), own)
+  return _by_label(kind, squares, p, y, keys, real_zeros_like(params))
+
+
+def _dense(kind, module, model, params, x, y, own, weights, keys):
+  """The same sum in closed form for ``module`` of dense layers: each
+  layer's ``sum_n s_n d_n**2`` over the labels, then ``(w a**2)^T`` of it
+  for the kernel and ``w`` of it for the bias."""
+  layers = module.dense_layers()
+  shifts = [jnp.zeros((len(x), layer.out_features), layer.kernel.dtype)
+            for layer in layers]
+  outputs, backward, inputs = jax.vjp(lambda s: module.tapped(x, s), shifts,
+                                      has_aux=True)
+  at_outputs = jax.vmap(jax.grad(lambda *a: _nll(model, *a)))
+
+  def squares(labels, scale):
+    deltas = backward(at_outputs(outputs, labels, own))[0]
+    return [scale[:, None] * d * d for d in deltas]
+
+  p = _probabilities(model, outputs, own)
+  summed = _by_label(kind, squares, p, y, keys, shifts)
+  for layer, a, s in zip(layers, inputs, summed, strict=True):
+    layer.kernel.set_value((weights[:, None] * a * a).T @ s)
+    layer.bias.set_value(weights @ s)
+  found = jax.tree.leaves(nnx.split(module, nnx.Param, ...)[1])
+  return jax.tree.unflatten(jax.tree.structure(params), found)
+
+
+def _is_dense(module, params) -> bool:
+  """Whether ``module``'s weights are all its dense layers' real kernels
+  and biases (``dense_layers`` and ``tapped``, as :class:`models.MLP`)."""
+  layers = getattr(module, 'dense_layers', lambda: ())()
+  return bool(layers) and len(jax.tree.leaves(params)) == 2 * len(
+      layers) and all(layer.use_bias and jnp.issubdtype(
+          layer.kernel.dtype, jnp.floating) for layer in layers)
+
+
 def _chunk(kind, model, params, x, y, own, weights, keys):
   """One chunk's weighted sum of squared gradients, as ``kind`` takes them
   (``keys``: one per example, for ``sampled``)."""
-  if kind == 'empirical':
-    return _squares(model, params, x, y, own, weights)
-  p = _probabilities(model, params, x, own)
-  if kind == 'predicted':
-    return _squares(model, params, x, jnp.argmax(p, axis=1), own, weights)
-  if kind == 'sampled':
-    drawn = jax.vmap(jax.random.categorical)(keys, jnp.log(p))
-    return _squares(model, params, x, drawn, own, weights)
-
-  def add(total, c):  # exact: one label at a time, each weighted by p
-    labels = jnp.full(y.shape, c, y.dtype)
-    part = _squares(model, params, x, labels, own, weights * p[:, c])
-    return jax.tree.map(jnp.add, total, part), None
-  return jax.lax.scan(add, real_zeros_like(params), jnp.arange(p.shape[1]))[0]
+  module = nnx.merge(model.graphdef, params, model.rest, copy=True)
+  if _is_dense(module, params):
+    return _dense(kind, module, model, params, x, y, own, weights, keys)
+  return _per_example(kind, model, params, x, y, own, weights, keys)
 
 
 def fisher_of(kind: str, model, params, data, positions, weights, key,
