@@ -65,15 +65,17 @@ def command(benchmark: str, scenario: str, seed: int, data_dir,
   return argv + (['--data-dir', data_dir] if data_dir else [])
 
 
-def run_summary(benchmark: str, scenario: str, seed: int, args):
+def run_summary(benchmark: str, scenario: str, seed: int, args,
+                chosen: bool = True):
   """One seed of one cell: its committed summary, or the run's (run now
-  unless ``--no-run``), committed; None if neither exists."""
+  if ``chosen`` and not ``--no-run``), committed; None if neither
+  exists."""
   tag = '' if args.fisher_samples is None else f'-{args.fisher_samples}'
   path = FOLDER / f'{benchmark}-{scenario}{tag}-seed{seed}.json'
   if path.exists():
     return json.loads(path.read_text())
   out = pathlib.Path(args.out) / f'{benchmark}-{scenario}{tag}' / f'seed{seed}'
-  if args.no_run:
+  if args.no_run or not chosen:
     return None
   return run_and_keep(command(benchmark, scenario, seed, args.data_dir,
                               args.fisher_samples), out, path)
@@ -105,13 +107,18 @@ def main(argv=None) -> int:
   parser.add_argument('--fisher-samples', type=int, metavar='N',
                       help='examples of each task in every Fisher (default: '
                            "the preset's, every one)")
+  parser.add_argument('--scenarios', default='task,domain,class',
+                      help='which to run, in this order (the table shows '
+                           'every one that has run)')
   parser.add_argument('--no-run', action='store_true')
   args = parser.parse_args(argv)
   summaries = {}
   for benchmark in args.benchmarks.split(','):
     for seed in map(int, args.seeds.split(',')):
       for scenario in SUITES[benchmark].scenarios:
-        if (s := run_summary(benchmark, scenario, seed, args)) is not None:
+        chosen = scenario in args.scenarios.split(',')
+        if (s := run_summary(benchmark, scenario, seed, args,
+                             chosen)) is not None:
           summaries.setdefault((benchmark, scenario), {})[seed] = s
   print('\n'.join(table(summaries)))
   return 0

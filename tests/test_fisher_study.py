@@ -32,3 +32,37 @@ def test_a_seed_that_diverged_gives_no_number():
   diverged = dict(run, average_accuracy=None,
                   diverged=dict(task=2, step=5, what='the loss'))
   assert fisher_study.seeds_cell({0: run, 1: diverged}).startswith('diverged (seed 1')
+
+
+def test_only_the_chosen_scenarios_run(monkeypatch, tmp_path):
+  calls = []
+  monkeypatch.setattr(fisher_study, 'run_summary',
+                      lambda b, s, seed, args, chosen: calls.append(
+                          (b, s, chosen)))
+  fisher_study.main(['--benchmarks', 'permuted-mnist-vdv', '--seeds', '0',
+                     '--scenarios', 'class', '--out', str(tmp_path)])
+  assert calls == [('permuted-mnist-vdv', 'task', False),
+                   ('permuted-mnist-vdv', 'domain', False),
+                   ('permuted-mnist-vdv', 'class', True)]
+
+
+def test_the_ablation_runs_the_two_corners_the_map_lacks(tmp_path):
+  """benchmarks/fisher_ablation.py: the preset's EWC and online EWC with
+  the empirical Fisher on every example and the predicted one on 1,000,
+  in one command the CLI accepts."""
+  import fisher_ablation  # noqa: PLC0415
+
+  argv = fisher_ablation.command(0, None)
+  plan = cli.plan_runs(cli.build_parser().parse_args(
+      [*argv, '--out', str(tmp_path)]))
+  corners = {}
+  for name, preset in (('ewc', 'ewc'), ('online', 'ewc:online')):
+    want = make_method(preset, benchmark='permuted-mnist-vdv',
+                       scenario='class').hyperparams
+    assert (want['fisher'], want['fisher_samples']) == ('predicted', 60000)
+    for corner in ('empirical-60000', 'predicted-1000'):
+      got = plan.runs[f'ewc:{name}-{corner}'][0].method.hyperparams
+      corners[name, corner] = (got.pop('fisher'), got.pop('fisher_samples'))
+      assert got == {k: v for k, v in want.items()
+                     if k not in ('fisher', 'fisher_samples')}
+  assert set(corners.values()) == {('empirical', 60000), ('predicted', 1000)}
