@@ -69,7 +69,10 @@ def failed_cell(failed: dict) -> str:
 
 
 def mean_cell(mean: float, spread: float, seeds: int) -> str:
-  """A table cell of a percentage over seeds: mean ± spread (how many)."""
+  """A table cell of a percentage over seeds: mean ± spread (how many); one
+  seed has no spread, so its cell is the value (1)."""
+  if seeds == 1:
+    return f'{mean:.2f} (1)'
   return f'{mean:.2f} ± {spread:.2f} ({seeds})'
 
 

@@ -22,7 +22,10 @@ class-incremental stream (100 outputs) a whole task's exact Fisher takes
 Each finished run's summary is kept in
 ``docs/results/fisher-study/<benchmark>-<scenario>-seed<k>.json``; finished
 runs are reused, an interrupted one resumes from its checkpoints, and
-``--no-run`` trains nothing.
+``--no-run`` trains nothing. The preset's own Fisher is one of the variants:
+where ``standard_map.py``'s committed run of the same seed has exactly a
+variant's settings, the study takes that run (the summary's ``reused`` names
+it) and trains the others; the two give the same accuracies bit for bit.
 """
 
 import argparse
@@ -40,6 +43,9 @@ BENCHMARKS = ('split-mnist-vdv', 'permuted-mnist-vdv')
 FOLDER = pathlib.Path('docs/results/fisher-study')
 # Each penalty by the preset's label whose settings it takes.
 PENALTIES = {'ewc': 'ewc', 'online': 'ewc:online'}
+# Where standard_map.py commits each benchmark's per-seed runs.
+MAPS = {'split-mnist-vdv': 'standard-map-split-mnist',
+        'permuted-mnist-vdv': 'standard-map-permuted-mnist'}
 
 
 def variants(benchmark: str, scenario: str,
@@ -54,9 +60,11 @@ def variants(benchmark: str, scenario: str,
 
 
 def command(benchmark: str, scenario: str, seed: int, data_dir,
-            samples: int | None = None) -> list[str]:
-  """The ``classp-continual`` arguments of one seed of one cell."""
-  chosen = variants(benchmark, scenario, samples)
+            samples: int | None = None, skip=()) -> list[str]:
+  """The ``classp-continual`` arguments of one seed of one cell, less the
+  variants in ``skip``."""
+  chosen = {label: settings for label, settings in
+            variants(benchmark, scenario, samples).items() if label not in skip}
   argv = ['--benchmark', benchmark, '--scenario', scenario, '--methods',
           ','.join(chosen), '--seed', str(seed)]
   for label, settings in chosen.items():
@@ -65,11 +73,23 @@ def command(benchmark: str, scenario: str, seed: int, data_dir,
   return argv + (['--data-dir', data_dir] if data_dir else [])
 
 
+def from_the_map(benchmark: str, scenario: str, seed: int,
+                 chosen: dict) -> dict[str, tuple[str, dict]]:
+  """``{label: (where, run)}``: the standard map's committed runs of this
+  seed whose settings are exactly a variant's."""
+  path = pathlib.Path(f'docs/results/{MAPS[benchmark]}/{scenario}-seed{seed}.json')
+  if not path.exists():
+    return {}
+  runs = json.loads(path.read_text())['results']
+  return {label: (f'{path} {method}', run) for label, settings in chosen.items()
+          for method, run in runs.items() if run['hyperparams'] == settings}
+
+
 def run_summary(benchmark: str, scenario: str, seed: int, args,
                 chosen: bool = True):
   """One seed of one cell: its committed summary, or the run's (run now
-  if ``chosen`` and not ``--no-run``), committed; None if neither
-  exists."""
+  if ``chosen`` and not ``--no-run``, less what the map ran), committed;
+  None if neither exists."""
   tag = '' if args.fisher_samples is None else f'-{args.fisher_samples}'
   path = FOLDER / f'{benchmark}-{scenario}{tag}-seed{seed}.json'
   if path.exists():
@@ -77,8 +97,16 @@ def run_summary(benchmark: str, scenario: str, seed: int, args,
   out = pathlib.Path(args.out) / f'{benchmark}-{scenario}{tag}' / f'seed{seed}'
   if args.no_run or not chosen:
     return None
-  return run_and_keep(command(benchmark, scenario, seed, args.data_dir,
-                              args.fisher_samples), out, path)
+  reused = from_the_map(benchmark, scenario, seed, variants(
+      benchmark, scenario, args.fisher_samples))
+  summary = run_and_keep(command(benchmark, scenario, seed, args.data_dir,
+                                 args.fisher_samples, reused), out, path)
+  if reused:
+    summary['results'].update({k: run for k, (_, run) in reused.items()})
+    summary['reused'] = {k: where for k, (where, _) in reused.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + '\n')
+  return summary
 
 
 def table(summaries: dict) -> list[str]:

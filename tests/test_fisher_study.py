@@ -2,6 +2,8 @@
 EWC with one kind of Fisher, the command is one the CLI accepts, and a run
 that is no result never reads as a number."""
 
+import argparse
+import json
 import pathlib
 import sys
 
@@ -32,6 +34,11 @@ def test_a_seed_that_diverged_gives_no_number():
   diverged = dict(run, average_accuracy=None,
                   diverged=dict(task=2, step=5, what='the loss'))
   assert fisher_study.seeds_cell({0: run, 1: diverged}).startswith('diverged (seed 1')
+
+
+def test_one_seed_is_a_value_without_a_spread():
+  run = dict(average_accuracy=0.5, not_learnt=[], diverged=None)
+  assert fisher_study.seeds_cell({3: run}) == '50.00 (1)'
 
 
 def test_only_the_chosen_scenarios_run(monkeypatch, tmp_path):
@@ -66,3 +73,32 @@ def test_the_ablation_runs_the_two_corners_the_map_lacks(tmp_path):
       assert got == {k: v for k, v in want.items()
                      if k not in ('fisher', 'fisher_samples')}
   assert set(corners.values()) == {('empirical', 60000), ('predicted', 1000)}
+
+
+def test_a_variant_the_standard_map_ran_is_taken_from_it(monkeypatch, tmp_path):
+  """The preset's own Fisher is one of the variants: where the map's committed
+  run of a seed has exactly a variant's settings, the study takes that run
+  and trains only the others."""
+  monkeypatch.chdir(tmp_path)
+  chosen = fisher_study.variants('permuted-mnist-vdv', 'class')
+  done = dict(hyperparams=chosen['ewc:online-predicted'], average_accuracy=0.3)
+  other = dict(hyperparams={**chosen['ewc:ewc-predicted'], 'strength': 7.0})
+  kept = tmp_path / 'docs/results/standard-map-permuted-mnist/class-seed2.json'
+  kept.parent.mkdir(parents=True)
+  kept.write_text(json.dumps(dict(results={'ewc:online': done, 'ewc': other})))
+  trained = []
+
+  def run_and_keep(argv, out, path):
+    trained.append(argv[argv.index('--methods') + 1].split(','))
+    return dict(command='run', results={m: {} for m in trained[-1]})
+
+  monkeypatch.setattr(fisher_study, 'run_and_keep', run_and_keep)
+  args = argparse.Namespace(fisher_samples=None, out=str(tmp_path / 'runs'),
+                            no_run=False, data_dir=None)
+  summary = fisher_study.run_summary('permuted-mnist-vdv', 'class', 2, args)
+  assert trained == [[label for label in chosen
+                      if label != 'ewc:online-predicted']]
+  assert summary['results']['ewc:online-predicted'] == done
+  where = f'{kept.relative_to(tmp_path)} ewc:online'
+  assert summary['reused'] == {'ewc:online-predicted': where}
+  assert set(summary['results']) == set(chosen)
