@@ -225,6 +225,29 @@ def test_two_hooks_reading_out_one_name_are_refused_before_training():
   assert trained == []
 
 
+class PlansEveryExample(AnchorAtTaskEnd):
+  """A plan as long as the task: seeds whose tasks differ in length give
+  plans of other shapes, and this hook does not pad them."""
+
+  def plan(self, tasks, t, seed):
+    return (np.ones(tasks[t].num_train, np.float32),)
+
+
+def test_a_sweep_whose_plans_differ_and_cannot_be_padded_is_refused_first():
+  def validation_stream(seed):
+    return streams.validation_tasks(stream(seed)[:2], 0.2, seed)
+
+  method = dataclasses.replace(pull_method(1.0), hooks=(PlansEveryExample(),))
+  runs = [Run(mlp(seed), validation_stream(seed), method,
+              dataclasses.replace(CONFIG, seed=seed)) for seed in (0, 1)]
+  trained = []
+  with pytest.raises(ValueError, match=r'PlansEveryExample.plan gives the '
+                     r'configurations of one sweep plans of other shapes: '
+                     r'give the hook pad_plan\(plan, length\)'):
+    train(runs, on_step=lambda *args: trained.append(args))
+  assert trained == []
+
+
 def test_every_read_out_and_bound_is_in_the_results_json():
   """A hook's own read-out (the pull's ``anchored``) and a penalty's bound
   are written to results.json and read back."""

@@ -190,6 +190,24 @@ def test_configurations_whose_tasks_differ_in_length_equal_their_own_runs(
   )
 
 
+def test_seeds_whose_tasks_differ_in_length_sweep_a_fisher_of_every_example():
+  """EWC's Fisher on every example of a task (``fisher_samples`` past every
+  task's size, as the presets take it) over seeds whose tasks differ in
+  length: one sweep, each configuration what its own run gives."""
+
+  def validation_stream(seed):
+    return streams.validation_tasks(stream(seed)[:2], 0.2, seed)
+
+  assert ({t.num_train for t in validation_stream(0)}
+          != {t.num_train for t in validation_stream(1)})
+  ewc = methods.make_method('ewc', learning_rate=0.1, strength=10.0,
+                            fisher_samples=10**6, fisher='predicted')
+  runs = [engine.Run(mlp(seed), validation_stream(seed), ewc,
+                     dataclasses.replace(CONFIG, seed=seed))
+          for seed in (0, 1)]
+  _assert_same_as_separate_runs(runs, engine.train(runs))
+
+
 def test_a_sweep_of_another_shape_is_refused_before_training(tmp_path):
   tasks = stream(0)
   with pytest.raises(ValueError, match='Method.structure'):

@@ -100,6 +100,7 @@ class _Engine:
     self.on_step, self.show_progress = on_step, progress
     self.train_tasks = [r.method.train_stream(list(r.tasks)) for r in runs]
     self.num_tasks = len(runs[0].tasks)
+    hooklib.check_plans(runs, self.train_tasks)
     self.steps = np.array([[r.config.steps_for(t, tasks[t].num_train)
                             for t in range(self.num_tasks)]
                            for r, tasks in zip(runs, self.train_tasks,
@@ -233,9 +234,8 @@ class _Engine:
     if not any(map(hooklib.acts_at_task_end, self.runs[0].method.hooks)):
       finite = compiled.finite_states(state)
       return state, {}, finite, finite
-    plans = self.place.configs(hooklib.stack([
-        tuple(hook.plan(tasks, t, r.config.seed) for hook in r.method.hooks)
-        for r, tasks in zip(self.runs, self.train_tasks, strict=True)]))
+    plans = self.place.configs(hooklib.stack(
+        hooklib.task_plans(self.runs, self.train_tasks, t)))
     return compiled.end_tasks(self.eval_graphdef, self.example_loss,
                               self.hooks, state, data, plans,
                               shared_data=shared)

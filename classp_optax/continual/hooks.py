@@ -20,7 +20,8 @@ hooks. The events, in the order of a run:
   the outputs the step computed).
 * :meth:`Hook.plan` (host), then :meth:`Hook.end_task`: after a task's last
   step; ``plan`` chooses on the host what ``end_task`` needs (which
-  examples), ``end_task`` does it on the device.
+  examples), ``end_task`` does it on the device; :meth:`Hook.pad_plan`
+  gives the configurations of a sweep plans of one shape.
 * :meth:`Hook.readouts`, then :meth:`Hook.warnings` (host): numbers recorded
   after each task, and warnings about them.
 
@@ -37,6 +38,7 @@ from flax import nnx
 from flax import struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class TrainState(NamedTuple):
@@ -165,6 +167,18 @@ class Hook(struct.PyTreeNode):
     del tasks, t, seed
     return ()
 
+  def pad_plan(self, plan, length: int):
+    """``plan`` with ``length`` rows, the added ones changing nothing. The
+    configurations of a sweep may have streams of other sizes (seeds whose
+    tasks differ in length); where their plans differ in shape, the engine
+    has each padded to the longest. A hook whose plan's length follows its
+    stream pads it here; by default plans must agree."""
+    del plan, length
+    raise ValueError(
+        f'{type(self).__name__}.plan gives the configurations of one sweep '
+        'plans of other shapes: give the hook pad_plan(plan, length), or '
+        'sweep streams whose tasks have the same sizes.')
+
   def end_task(self, state: HookState, data: TaskData, model: Model,
                plan) -> HookState:
     """After task ``data.task`` trained."""
@@ -186,6 +200,32 @@ class Hook(struct.PyTreeNode):
     ``t`` of method ``label``; ``trains_after``: a task follows."""
     del values, t, label, trains_after
     return []
+
+
+def task_plans(runs, streams: list, t: int) -> list[tuple]:
+  """Each run's plans for the end of task ``t`` (one per hook) on its
+  ``streams`` entry, of one shape across the runs: a hook's plans of other
+  shapes are padded (:meth:`Hook.pad_plan`) to the longest."""
+  plans = [[hook.plan(tasks, t, r.config.seed) for hook in r.method.hooks]
+           for r, tasks in zip(runs, streams, strict=True)]
+  for h in range(len(plans[0])):
+    if len({_shapes(p[h]) for p in plans}) > 1:
+      length = max(np.shape(x)[0] for p in plans
+                   for x in jax.tree.leaves(p[h]) if np.ndim(x))
+      for r, p in zip(runs, plans, strict=True):
+        p[h] = r.method.hooks[h].pad_plan(p[h], length)
+  return [tuple(p) for p in plans]
+
+
+def check_plans(runs, streams: list) -> None:
+  """Before training a sweep: ValueError where its plans of some task
+  cannot take one shape (:func:`task_plans`)."""
+  for t in range(len(streams[0]) if len(runs) > 1 else 0):
+    task_plans(runs, streams, t)
+
+
+def _shapes(plan) -> tuple:
+  return tuple(np.shape(x) for x in jax.tree.leaves(plan))
 
 
 def each(hooks, state: TrainState, event: Callable) -> TrainState:

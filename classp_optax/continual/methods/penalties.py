@@ -105,6 +105,12 @@ class EwcConsolidation(hooklib.Hook):
     positions[:len(chosen)], weights[:len(chosen)] = chosen, 1.0
     return positions, weights, np.asarray([seed, t], np.uint32)
 
+  def pad_plan(self, plan, length):
+    """More examples of weight 0: they add exact zeros to the Fisher."""
+    positions, weights, seed = plan
+    more = (0, length - len(positions))
+    return np.pad(positions, more), np.pad(weights, more), seed
+
   def end_task(self, state, data, model, plan):
     positions, weights, seed = plan
     key = jax.random.fold_in(jax.random.key(seed[0]), seed[1])
