@@ -411,3 +411,29 @@ def test_a_cache_the_user_configured_is_kept_and_the_flag_turns_it_off(
   assert cli.main(['--list-settings', '--no-compile-cache']) == 0
   assert calls == [1]
   capsys.readouterr()
+
+
+def test_an_error_inside_a_library_shows_its_traceback(monkeypatch, capsys,
+                                                       tmp_path):
+  """A usage error is one line; a ValueError raised inside NumPy, JAX or
+  another library (a bug, not the user's input) also shows where it came
+  from, so that it can be reported."""
+
+  def stacks_unequal_arrays(plan):
+    return np.stack([np.zeros(1), np.zeros(2)])
+
+  monkeypatch.setattr(cli, 'train_all', stacks_unequal_arrays)
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(['--methods', 'sgd', '--benchmark', 'split-digits',
+              '--no-progress', '--out', str(tmp_path / 'bug')])
+  err = capsys.readouterr().err
+  assert exit_info.value.code == 2
+  assert 'Traceback' in err and 'stacks_unequal_arrays' in err, err
+  assert err.rstrip().endswith(
+      'classp-continual: error: all input arrays must have the same shape'), err
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(['--methods', 'sgd', '--set', 'sgd.learning_rate=-1',
+              '--out', str(tmp_path / 'usage')])
+  err = capsys.readouterr().err
+  assert exit_info.value.code == 2 and 'Traceback' not in err, err
+  assert err.startswith('classp-continual: error: ') and 'learning_rate' in err

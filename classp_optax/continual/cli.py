@@ -21,6 +21,7 @@ import pathlib
 import shlex
 import shutil
 import sys
+import traceback
 
 import jax
 
@@ -306,6 +307,18 @@ def resume_command(argv) -> str:
   return shlex.join(['classp-continual', *kept])
 
 
+def error_text(error: Exception) -> str:
+  """What the command prints for ``error``: one line where this package
+  raised it (its checks of the user's input); where a library raised it
+  (NumPy, JAX: a bug to report), its traceback before that line."""
+  frames = traceback.extract_tb(error.__traceback__)
+  line = f'classp-continual: error: {error}\n'
+  ours = pathlib.Path(__file__).parents[1]
+  if not frames or pathlib.Path(frames[-1].filename).is_relative_to(ours):
+    return line
+  return ''.join(traceback.format_exception(error)) + line
+
+
 def main(argv=None) -> int:
   parser = build_parser()
   argv = sys.argv[1:] if argv is None else list(argv)
@@ -316,7 +329,7 @@ def main(argv=None) -> int:
     with interrupts.deferred():
       run(args)
   except (ValueError, OSError) as e:
-    parser.exit(2, f'classp-continual: error: {e}\n')
+    parser.exit(2, error_text(e))
   except KeyboardInterrupt:
     parser.exit(130, '\nclassp-continual: interrupted. The checkpoints keep '
                 'the work up to the last one; continue with\n  '
