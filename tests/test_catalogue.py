@@ -3,12 +3,14 @@ to the package, work everywhere a built-in one does: make_method, train,
 the command (its methods, sweeps, --list-settings, --set errors) and a
 checkpoint resume."""
 
+import dataclasses
 import json
 
 import numpy as np
 import optax
 import pytest
 
+from classp_optax.continual import Hook
 from classp_optax.continual import Method
 from classp_optax.continual import Run
 from classp_optax.continual import Setting
@@ -117,3 +119,36 @@ def test_a_killed_run_resumes_to_the_same_result(registered, tmp_path):
 
   resumed = killed_and_resumed(run, tmp_path)
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
+
+
+class UnevenPlan(Hook):
+  """A plan whose length follows the seed, and no pad_plan."""
+
+  def plan(self, tasks, t, seed):
+    return (np.ones(5 + seed, np.float32),)
+
+
+def test_a_command_is_refused_before_any_method_trains(monkeypatch, capsys,
+                                                      tmp_path):
+  """Every method's sweep is checked before the first one trains: a method
+  whose plans cannot take one shape stops the command before ``sgd``,
+  listed first, trains."""
+
+  def uneven(learning_rate):
+    method = Method.injected('uneven', optax.sgd, learning_rate=learning_rate)
+    return dataclasses.replace(method, hooks=(UnevenPlan(),))
+
+  monkeypatch.setattr(catalogue, '_METHODS', dict(catalogue._METHODS))
+  register_method('uneven', uneven, [LEARNING_RATE])
+  trained = []
+  real_train = cli.engine.train
+  monkeypatch.setattr(cli.engine, 'train', lambda runs, **kw: (
+      trained.append(runs[0].method.label), real_train(runs, **kw))[1])
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(['--benchmark', 'split-digits', '--methods', 'sgd,uneven',
+              '--seeds', '0,1', '--steps-per-task', '2', '--no-progress',
+              '--out', str(tmp_path)])
+  assert exit_info.value.code == 2
+  assert 'UnevenPlan.plan gives the configurations of one sweep' in (
+      capsys.readouterr().err)
+  assert trained == []

@@ -30,6 +30,7 @@ from classp_optax.continual import compile_cache
 from classp_optax.continual import config as config_lib
 from classp_optax.continual import datasets
 from classp_optax.continual import engine
+from classp_optax.continual import hooks
 from classp_optax.continual import interrupts
 from classp_optax.continual import methods
 from classp_optax.continual import models
@@ -246,7 +247,7 @@ def train_all(plan: Plan) -> list[results_lib.RunResult]:
   image_shape = first[0].dataset.x_train.shape[1:]
   num_outputs = first[0].num_outputs
   plan.out.mkdir(parents=True, exist_ok=True)
-  trained = []
+  sweeps = []
   for configurations in plan.runs.values():
     mesh = placement.mesh_for(len(configurations), jax.devices())
     runs = [engine.Run(
@@ -255,6 +256,12 @@ def train_all(plan: Plan) -> list[results_lib.RunResult]:
                           init=plan.init),
         tasks_for(c.seed), c.method, plan.config(c.seed, mesh.shape['data']))
         for c in configurations]
+    # Each method's sweep is checked before the first one trains.
+    hooks.check_plans(runs, [r.method.train_stream(list(r.tasks))
+                             for r in runs])
+    sweeps.append((configurations, mesh, runs))
+  trained = []
+  for configurations, mesh, runs in sweeps:
     folder = checkpoint_folder(plan.out, configurations[0].method)
     if args.overwrite and folder.exists():
       shutil.rmtree(folder)
