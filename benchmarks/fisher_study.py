@@ -33,6 +33,8 @@ import json
 import pathlib
 import sys
 
+import standard_map
+
 from classp_optax.continual.methods.fisher import KINDS
 from classp_optax.continual.suites import SUITES
 
@@ -43,9 +45,6 @@ BENCHMARKS = ('split-mnist-vdv', 'permuted-mnist-vdv')
 FOLDER = pathlib.Path('docs/results/fisher-study')
 # Each penalty by the preset's label whose settings it takes.
 PENALTIES = {'ewc': 'ewc', 'online': 'ewc:online'}
-# Where standard_map.py commits each benchmark's per-seed runs.
-MAPS = {'split-mnist-vdv': 'standard-map-split-mnist',
-        'permuted-mnist-vdv': 'standard-map-permuted-mnist'}
 
 
 def variants(benchmark: str, scenario: str,
@@ -77,10 +76,11 @@ def from_the_map(benchmark: str, scenario: str, seed: int,
                  chosen: dict) -> dict[str, tuple[str, dict]]:
   """``{label: (where, run)}``: the standard map's committed runs of this
   seed whose settings are exactly a variant's."""
-  path = pathlib.Path(f'docs/results/{MAPS[benchmark]}/{scenario}-seed{seed}.json')
+  path = standard_map.summary_path(benchmark.removesuffix('-vdv'), scenario,
+                                  seed)
   if not path.exists():
     return {}
-  runs = json.loads(path.read_text())['results']
+  runs = standard_map.load_summary(path)['results']
   return {label: (f'{path} {method}', run) for label, settings in chosen.items()
           for method, run in runs.items() if run['hyperparams'] == settings}
 

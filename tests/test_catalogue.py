@@ -142,8 +142,12 @@ def test_a_command_is_refused_before_any_method_trains(monkeypatch, capsys,
   register_method('uneven', uneven, [LEARNING_RATE])
   trained = []
   real_train = cli.engine.train
-  monkeypatch.setattr(cli.engine, 'train', lambda runs, **kw: (
-      trained.append(runs[0].method.label), real_train(runs, **kw))[1])
+
+  def recording_train(runs, **options):
+    trained.append(runs[0].method.label)
+    return real_train(runs, **options)
+
+  monkeypatch.setattr(cli.engine, 'train', recording_train)
   with pytest.raises(SystemExit) as exit_info:
     cli.main(['--benchmark', 'split-digits', '--methods', 'sgd,uneven',
               '--seeds', '0,1', '--steps-per-task', '2', '--no-progress',
