@@ -76,8 +76,7 @@ def from_the_map(benchmark: str, scenario: str, seed: int,
                  chosen: dict) -> dict[str, tuple[str, dict]]:
   """``{label: (where, run)}``: the standard map's committed runs of this
   seed whose settings are exactly a variant's."""
-  path = standard_map.summary_path(benchmark.removesuffix('-vdv'), scenario,
-                                  seed)
+  path = standard_map.summary_path(benchmark, scenario, seed)
   if not path.exists():
     return {}
   runs = standard_map.load_summary(path)['results']

@@ -82,7 +82,9 @@ PUBLISHED = {'split-mnist-vdv': SPLIT_PUBLISHED,
 TABLES = {'split-mnist-vdv': 'Table 4', 'permuted-mnist-vdv': 'Table 5'}
 
 
-def summary_path(name: str, scenario: str, seed: int) -> pathlib.Path:
+def summary_path(benchmark: str, scenario: str, seed: int) -> pathlib.Path:
+  """Where one seed of ``benchmark``'s ``scenario`` is committed."""
+  name = benchmark.removesuffix('-vdv')
   return pathlib.Path(f'docs/results/standard-map-{name}/{scenario}-seed{seed}'
                       '.json')
 
@@ -133,7 +135,7 @@ def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
   ``--rerun-stale``, the methods that ran at other settings than the
   preset's today are trained again and replaced."""
   name = benchmark.removesuffix('-vdv')
-  path = summary_path(name, scenario, seed)
+  path = summary_path(benchmark, scenario, seed)
   if path.exists():
     summary = load_summary(path)
     stale = stale_methods(summary, benchmark, scenario)

@@ -154,7 +154,7 @@ def test_a_row_run_at_settings_the_preset_no_longer_gives_is_marked():
 def test_rerun_stale_trains_only_the_stale_methods_and_replaces_their_rows(
     tmp_path, monkeypatch, capsys):
   monkeypatch.chdir(tmp_path)
-  path = standard_map.summary_path('permuted-mnist', 'class', 0)
+  path = standard_map.summary_path('permuted-mnist-vdv', 'class', 0)
   path.parent.mkdir(parents=True)
   current = {m: _now(m) for m in standard_map.BASELINES}
   stale = dict(current, ewc={**current['ewc'], 'fisher': 'empirical'})
