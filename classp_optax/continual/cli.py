@@ -257,8 +257,7 @@ def train_all(plan: Plan) -> list[results_lib.RunResult]:
         tasks_for(c.seed), c.method, plan.config(c.seed, mesh.shape['data']))
         for c in configurations]
     # Each method's sweep is checked before the first one trains.
-    hooks.check_plans(runs, [r.method.train_stream(list(r.tasks))
-                             for r in runs])
+    hooks.checked_streams(runs)
     sweeps.append((configurations, mesh, runs))
   trained = []
   for configurations, mesh, runs in sweeps:

@@ -98,9 +98,8 @@ class _Engine:
     self.every_steps, self.every_seconds = (checkpoint_every_steps,
                                             checkpoint_every_seconds)
     self.on_step, self.show_progress = on_step, progress
-    self.train_tasks = [r.method.train_stream(list(r.tasks)) for r in runs]
+    self.train_tasks = hooklib.checked_streams(runs)
     self.num_tasks = len(runs[0].tasks)
-    hooklib.check_plans(runs, self.train_tasks)
     self.steps = np.array([[r.config.steps_for(t, tasks[t].num_train)
                             for t in range(self.num_tasks)]
                            for r, tasks in zip(runs, self.train_tasks,

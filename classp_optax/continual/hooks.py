@@ -217,11 +217,14 @@ def task_plans(runs, streams: list, t: int) -> list[tuple]:
   return [tuple(p) for p in plans]
 
 
-def check_plans(runs, streams: list) -> None:
-  """Before training a sweep: ValueError where its plans of some task
-  cannot take one shape (:func:`task_plans`)."""
+def checked_streams(runs) -> list:
+  """Each run's tasks as its method trains them, once a sweep's plans of
+  every task are known to take one shape (else ValueError naming the hook,
+  :func:`task_plans`): checked before anything trains."""
+  streams = [r.method.train_stream(list(r.tasks)) for r in runs]
   for t in range(len(streams[0]) if len(runs) > 1 else 0):
     task_plans(runs, streams, t)
+  return streams
 
 
 def _shapes(plan) -> tuple:
