@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from classp_optax.continual import interrupts
+
 ARGV = ['--benchmark', 'split-digits', '--methods', 'classp', '--seeds', '0,1',
         '--no-progress', '--epochs', '2']
 # The interrupted runs checkpoint often; the uninterrupted one only after
@@ -24,9 +26,17 @@ OFTEN = ('--checkpoint-every', '5')
 MOMENTS = (('folder', 0.2), ('checkpoint', 0.0), ('checkpoint', 0.7))
 
 
+# A shell's background jobs ignore SIGINT; a user's terminal does not. The
+# child restores SIGINT's default, then becomes the command (exec keeps it),
+# so that this multithreaded process never forks (a preexec_fn would).
+_AS_FROM_A_TERMINAL = (
+    'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); '
+    'os.execv(sys.executable, [sys.executable, *sys.argv[1:]])')
+
+
 def _command(out, *extra):
-  return [sys.executable, '-m', 'classp_optax.continual', *ARGV, '--out',
-          str(out), *extra]
+  return [sys.executable, '-c', _AS_FROM_A_TERMINAL, '-m',
+          'classp_optax.continual', *ARGV, '--out', str(out), *extra]
 
 
 def _env():
@@ -44,9 +54,7 @@ def _interrupted(out, wait_for: str, after: float, resume: bool):
   before = _checkpoints(out)
   process = subprocess.Popen(
       _command(out, *OFTEN, *(['--resume'] if resume else [])), env=_env(),
-      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-      # A shell's background jobs ignore SIGINT; a user's terminal does not.
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 120
   while process.poll() is None and time.monotonic() < deadline and not (
       out.exists() if wait_for == 'folder' else _checkpoints(out) - before):
@@ -83,3 +91,30 @@ def test_ctrl_c_at_many_moments_never_crashes_and_resumes_exactly(tmp_path):
   assert whole.keys() == resumed.keys()
   for method, accuracy in whole.items():
     np.testing.assert_array_equal(resumed[method], accuracy, err_msg=method)
+
+
+def _sigint_asks_to_stop() -> bool:
+  """Whether a SIGINT sent inside :func:`interrupts.deferred` asks the run
+  to stop (its next ``check`` raises KeyboardInterrupt)."""
+  with interrupts.deferred():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # the handler runs between bytecodes of this thread
+    try:
+      interrupts.check()
+    except KeyboardInterrupt:
+      return True
+  return False
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(capsys):
+  """A shell starts a script's background jobs with SIGINT ignored, so that
+  Ctrl-C at the terminal stops the foreground command only; a run started so
+  leaves SIGINT ignored, as Python itself does."""
+  assert _sigint_asks_to_stop()  # the default: Ctrl-C asks the run to stop
+  assert 'stopping after the steps now running' in capsys.readouterr().err
+  before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    assert not _sigint_asks_to_stop()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+  finally:
+    signal.signal(signal.SIGINT, before)

@@ -32,8 +32,11 @@ def _ask_to_stop(signum, frame) -> None:
 @contextlib.contextmanager
 def deferred():
   """SIGINT asks the run to stop at its next step (in the main thread; a
-  no-op elsewhere); the handler before is restored on leaving."""
-  if threading.current_thread() is not threading.main_thread():
+  no-op elsewhere); the handler before is restored on leaving. A process
+  started with SIGINT ignored (a shell's background job) keeps ignoring it,
+  as Python does."""
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
     yield
     return
   _asked.clear()
