@@ -82,11 +82,16 @@ PUBLISHED = {'split-mnist-vdv': SPLIT_PUBLISHED,
 TABLES = {'split-mnist-vdv': 'Table 4', 'permuted-mnist-vdv': 'Table 5'}
 
 
+def map_name(benchmark: str) -> str:
+  """The map's name in its folders and records: ``split-mnist`` or
+  ``permuted-mnist``."""
+  return benchmark.removesuffix('-vdv')
+
+
 def summary_path(benchmark: str, scenario: str, seed: int) -> pathlib.Path:
   """Where one seed of ``benchmark``'s ``scenario`` is committed."""
-  name = benchmark.removesuffix('-vdv')
-  return pathlib.Path(f'docs/results/standard-map-{name}/{scenario}-seed{seed}'
-                      '.json')
+  return pathlib.Path(f'docs/results/standard-map-{map_name(benchmark)}/'
+                      f'{scenario}-seed{seed}.json')
 
 
 def load_summary(path: pathlib.Path) -> dict:
@@ -113,10 +118,10 @@ def stale_methods(summary: dict, benchmark: str, scenario: str) -> dict:
 def _rerun(benchmark, scenario, seed, summary, stale, args, path) -> dict:
   """The stale methods trained again at today's settings, in a folder of
   their own, and their rows in ``summary`` replaced (written to ``path``)."""
-  name = benchmark.removesuffix('-vdv')
   tag = hashlib.sha256(json.dumps(stale, sort_keys=True, default=repr)
                        .encode()).hexdigest()[:8]
-  out = pathlib.Path(args.out) / name / scenario / f'seed{seed}-{tag}'
+  out = pathlib.Path(args.out) / map_name(benchmark) / scenario / (
+      f'seed{seed}-{tag}')
   argv = ['--benchmark', benchmark, '--scenario', scenario,
           '--methods', ','.join(stale), '--seed', str(seed)]
   if args.data_dir:
@@ -134,7 +139,6 @@ def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
   unless ``--no-run``), committed; None if neither exists. With
   ``--rerun-stale``, the methods that ran at other settings than the
   preset's today are trained again and replaced."""
-  name = benchmark.removesuffix('-vdv')
   path = summary_path(benchmark, scenario, seed)
   if path.exists():
     summary = load_summary(path)
@@ -142,7 +146,7 @@ def run_summary(benchmark: str, scenario: str, seed: int, args) -> dict | None:
     if stale and args.rerun_stale and not args.no_run:
       return _rerun(benchmark, scenario, seed, summary, stale, args, path)
     return summary
-  out = pathlib.Path(args.out) / name / scenario / f'seed{seed}'
+  out = pathlib.Path(args.out) / map_name(benchmark) / scenario / f'seed{seed}'
   if not (out / 'results.json').exists() and args.no_run:
     return None
   argv = ['--benchmark', benchmark, '--scenario', scenario,
@@ -322,7 +326,6 @@ def main(argv=None) -> int:
   parser.add_argument('--record', help='default: docs/results/standard-map-'
                       '<split|permuted>-mnist.json')
   args = parser.parse_args(argv)
-  name = args.benchmark.removesuffix('-vdv')
   known = suites.SUITES[args.benchmark].scenarios
   scenarios = args.scenarios.split(',') if args.scenarios else known
   for scenario in scenarios:
@@ -333,7 +336,8 @@ def main(argv=None) -> int:
             for scenario in scenarios}
   print('\nEvery scenario: ours (seeds) vs published: ours − published\n')
   print('\n'.join(map_table(record)))
-  path = pathlib.Path(args.record or f'docs/results/standard-map-{name}.json')
+  path = pathlib.Path(args.record or 'docs/results/standard-map-'
+                      f'{map_name(args.benchmark)}.json')
   if lost := ([] if args.record else _rows_lost(path, record)):
     print(f'\nkept {path}: it has rows this table lacks ({", ".join(lost)}; '
           'their per-seed summaries are not here); --record PATH writes '
