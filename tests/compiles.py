@@ -5,14 +5,16 @@ import collections
 
 from classp_optax.continual import steps
 
-ENGINE_PROGRAMS = (steps._copying, steps._donating, steps.start_tasks,
-                   steps.end_tasks, steps.finite_states, steps.correct_counts)
+
+def engine_programs() -> tuple:
+  return (steps.train_program(), steps._donating, steps.start_tasks,
+          steps.end_tasks, steps.finite_states, steps.correct_counts)
 
 
 def forget_engine_programs() -> None:
   """Empties the engine's compiled functions' caches, so that the next run
   compiles (and logs) each of them rather than finding an earlier test's."""
-  for program in ENGINE_PROGRAMS:
+  for program in engine_programs():
     program.clear_cache()
 
 

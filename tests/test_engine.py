@@ -637,3 +637,15 @@ def test_the_run_says_where_its_time_went(tasks):
   assert all(seconds > 0 for seconds in phases.values())
   assert sum(phases.values()) <= result.wall_time
   assert result.to_json()['phase_seconds'] == phases
+
+
+def test_an_xla_that_lacks_the_cpu_options_compiles_without_them(
+    monkeypatch):
+  """The CPU train step's compiler options are probed once: a jaxlib whose
+  XLA does not know one (XLA rejects it) compiles the step without them."""
+  monkeypatch.setattr(steps, '_CPU_OPTIONS', {'xla_cpu_no_such_option': True})
+  steps._cpu_options.cache_clear()
+  try:
+    assert steps._cpu_options() == {}
+  finally:
+    steps._cpu_options.cache_clear()

@@ -3,6 +3,10 @@ one step of each against a step written by hand, and each as part of a run
 like any other method."""
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 from flax import nnx
 import jax
@@ -345,3 +349,21 @@ def test_a_killed_rehearsal_run_resumes_to_the_same_result(label, tmp_path):
   np.testing.assert_array_equal(resumed.accuracy, straight.accuracy)
   jax.tree.map(np.testing.assert_array_equal, resumed.hook_states,
                straight.hook_states)
+
+
+
+def test_the_cpu_train_loop_copies_no_buffer_at_each_step():
+  """XLA's copy insertion, unable by default to order a step's draws from
+  the buffer before the in-place insert that follows them, copies the whole
+  buffer twice at every step; the train step is compiled so that the loop
+  updates it in place. At XLA's default flags, which users run: the older
+  emitters this suite compiles with copy it either way."""
+  flags = ' '.join(f for f in os.environ.get('XLA_FLAGS', '').split()
+                   if 'fusion_emitters' not in f)
+  done = subprocess.run(
+      [sys.executable, '-m', 'tests.train_loop_copies'], check=True,
+      capture_output=True, text=True,
+      env=dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS='cpu'))
+  loops = json.loads(done.stdout.splitlines()[-1])
+  assert loops['holding'] >= 1, loops
+  assert loops['copying'] == 0, loops

@@ -168,16 +168,43 @@ def stacked_train_steps(graphdef, tx, example_loss, hooks, state, data, index,
 _STATIC = ('graphdef', 'tx', 'example_loss', 'shared_data', 'batch_sharding')
 _donating = jax.jit(stacked_train_steps, static_argnames=_STATIC,
                     donate_argnames=('state',))
-_copying = jax.jit(stacked_train_steps, static_argnames=_STATIC)
+
+# XLA:CPU's copy insertion cannot tell by default that a step's draws from a
+# rehearsal buffer are read before the in-place insert that follows them,
+# and copies the whole buffer twice at every step of the loop; analysing the
+# loop's regions, it updates the buffer in place. A DER++ run on the DER
+# paper's MNIST protocol trains some 13% faster, bit for bit the same.
+_CPU_OPTIONS = {'xla_cpu_copy_insertion_use_region_analysis': True}
+
+
+@functools.cache
+def _cpu_options() -> dict:
+  """:data:`_CPU_OPTIONS` where this jaxlib's XLA knows them, else none (it
+  rejects an option it does not know)."""
+  try:
+    jax.jit(lambda x: x, compiler_options=_CPU_OPTIONS).lower(0.0).compile()
+  except jax.errors.JaxRuntimeError:
+    return {}
+  return _CPU_OPTIONS
+
+
+@functools.cache
+def _copying():
+  return jax.jit(stacked_train_steps, static_argnames=_STATIC,
+                 compiler_options=_cpu_options())
+
+
+def train_program():
+  """:func:`stacked_train_steps`, compiled for the default backend: the
+  state is donated except on the CPU, where XLA copies a donated state at
+  every dispatch (the paper's CNN at batch 32: 52 ms a step donated, 40 ms
+  not; the MLPs' steps are equal either way)."""
+  return _copying() if jax.default_backend() == 'cpu' else _donating
 
 
 def train_steps(*args, **kwargs):
-  """:func:`stacked_train_steps`, compiled; the state is donated except on
-  the CPU, where XLA copies a donated state at every dispatch (the paper's
-  CNN at batch 32: 52 ms a step donated, 40 ms not; the MLPs' steps are
-  equal either way)."""
-  jitted = _copying if jax.default_backend() == 'cpu' else _donating
-  return jitted(*args, **kwargs)
+  """:func:`stacked_train_steps`, run by :func:`train_program`."""
+  return train_program()(*args, **kwargs)
 
 
 @functools.partial(jax.jit, donate_argnames=('state',),
