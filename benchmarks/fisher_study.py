@@ -19,10 +19,12 @@ class-incremental stream (100 outputs) a whole task's exact Fisher takes
 ``--fisher-samples N`` takes N examples of each task for every kind instead
 (the summaries record it).
 
-Each finished run's summary is kept in
-``docs/results/fisher-study/<benchmark>-<scenario>-seed<k>.json``; finished
-runs are reused, an interrupted one resumes from its checkpoints, and
-``--no-run`` trains nothing. The preset's own Fisher is one of the variants:
+Each variant of a seed is one command, its summary added to
+``docs/results/fisher-study/<benchmark>-<scenario>-seed<k>.json`` as it
+ends, so that a seed of the permuted stream (some 3 hours here) lands a
+variant at a time; finished runs are reused, an interrupted one resumes
+from its checkpoints, and ``--no-run`` trains nothing (a cell counts the
+seeds each variant has run). The preset's own Fisher is one of the variants:
 where ``standard_map.py``'s committed run of the same seed has exactly a
 variant's settings, the study takes that run (the summary's ``reused`` names
 it) and trains the others; the two give the same accuracies bit for bit.
@@ -38,8 +40,9 @@ import standard_map
 from classp_optax.continual.methods.fisher import KINDS
 from classp_optax.continual.suites import SUITES
 
-from _runs import run_and_keep
+from _runs import run_once
 from _runs import seeds_cell
+from _runs import summary_of
 
 BENCHMARKS = ('split-mnist-vdv', 'permuted-mnist-vdv')
 FOLDER = pathlib.Path('docs/results/fisher-study')
@@ -86,25 +89,33 @@ def from_the_map(benchmark: str, scenario: str, seed: int,
 
 def run_summary(benchmark: str, scenario: str, seed: int, args,
                 chosen: bool = True):
-  """One seed of one cell: its committed summary, or the run's (run now
-  if ``chosen`` and not ``--no-run``, less what the map ran), committed;
-  None if neither exists."""
+  """One seed of one cell: its variants run so far (committed), after
+  running the others if ``chosen`` and not ``--no-run`` (less what the map
+  ran), one command each, the summary written after each, so that a long
+  seed lands a variant at a time; None if none has run."""
   tag = '' if args.fisher_samples is None else f'-{args.fisher_samples}'
   path = FOLDER / f'{benchmark}-{scenario}{tag}-seed{seed}.json'
-  if path.exists():
-    return json.loads(path.read_text())
-  out = pathlib.Path(args.out) / f'{benchmark}-{scenario}{tag}' / f'seed{seed}'
+  summary = json.loads(path.read_text()) if path.exists() else None
   if args.no_run or not chosen:
-    return None
-  reused = from_the_map(benchmark, scenario, seed, variants(
-      benchmark, scenario, args.fisher_samples))
-  summary = run_and_keep(command(benchmark, scenario, seed, args.data_dir,
-                                 args.fisher_samples, reused), out, path)
-  if reused:
-    summary['results'].update({k: run for k, (_, run) in reused.items()})
-    summary['reused'] = {k: where for k, (where, _) in reused.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + '\n')
+    return summary
+  every = variants(benchmark, scenario, args.fisher_samples)
+  if summary is None:
+    reused = from_the_map(benchmark, scenario, seed, every)
+    summary = dict(results={k: run for k, (_, run) in reused.items()},
+                   commands={},
+                   **({'reused': {k: where for k, (where, _) in reused.items()}}
+                      if reused else {}))
+  out = pathlib.Path(args.out) / f'{benchmark}-{scenario}{tag}' / f'seed{seed}'
+  for label in every:
+    if label not in summary['results']:
+      argv = command(benchmark, scenario, seed, args.data_dir,
+                     args.fisher_samples, skip=set(every) - {label})
+      ran = summary_of(dict(run_once(argv, out / label, progress=False),
+                            command='classp-continual ' + ' '.join(argv)))
+      summary['results'][label] = ran['results'][label]
+      summary.setdefault('commands', {})[label] = ran['command']
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(json.dumps(summary, indent=2) + '\n')
   return summary
 
 
@@ -119,7 +130,8 @@ def table(summaries: dict) -> list[str]:
     for kind in KINDS:
       label = f'ewc:{name}-{kind}'
       cells = [seeds_cell({seed: s['results'][label]
-                     for seed, s in summaries.get(c, {}).items()})
+                           for seed, s in summaries.get(c, {}).items()
+                           if label in s['results']})
                for c in columns]
       rows.append(f'| {name}, {kind} | ' + ' | '.join(cells) + ' |')
   return rows

@@ -88,17 +88,51 @@ def test_a_variant_the_standard_map_ran_is_taken_from_it(monkeypatch, tmp_path):
   kept.write_text(json.dumps(dict(results={'ewc:online': done, 'ewc': other})))
   trained = []
 
-  def run_and_keep(argv, out, path):
-    trained.append(argv[argv.index('--methods') + 1].split(','))
-    return dict(command='run', results={m: {} for m in trained[-1]})
+  def run_once(argv, out, progress):
+    trained.append(argv[argv.index('--methods') + 1])
+    return dict(results=[dict(method=trained[-1], average_accuracy=0.5)])
 
-  monkeypatch.setattr(fisher_study, 'run_and_keep', run_and_keep)
+  monkeypatch.setattr(fisher_study, 'run_once', run_once)
   args = argparse.Namespace(fisher_samples=None, out=str(tmp_path / 'runs'),
                             no_run=False, data_dir=None)
   summary = fisher_study.run_summary('permuted-mnist-vdv', 'class', 2, args)
-  assert trained == [[label for label in chosen
-                      if label != 'ewc:online-predicted']]
+  assert trained == [label for label in chosen
+                     if label != 'ewc:online-predicted']
   assert summary['results']['ewc:online-predicted'] == done
   where = f'{kept.relative_to(tmp_path)} ewc:online'
   assert summary['reused'] == {'ewc:online-predicted': where}
   assert set(summary['results']) == set(chosen)
+
+
+def test_a_seed_lands_a_variant_at_a_time(monkeypatch, tmp_path):
+  """Each variant is one command whose summary is committed as it ends: a
+  seed stopped after two variants keeps them, the table counts them, and
+  the next call trains only the others."""
+  monkeypatch.chdir(tmp_path)
+  chosen = list(fisher_study.variants('split-mnist-vdv', 'task'))
+  trained, stop_at = [], [2]
+
+  def run_once(argv, out, progress):
+    if len(trained) == stop_at[0]:
+      raise KeyboardInterrupt
+    trained.append(argv[argv.index('--methods') + 1])
+    return dict(results=[dict(method=trained[-1], average_accuracy=0.5,
+                              not_learnt=[], diverged=None)])
+
+  monkeypatch.setattr(fisher_study, 'run_once', run_once)
+  args = argparse.Namespace(fisher_samples=None, out=str(tmp_path / 'runs'),
+                            no_run=False, data_dir=None)
+  try:
+    fisher_study.run_summary('split-mnist-vdv', 'task', 4, args)
+  except KeyboardInterrupt:
+    pass
+  kept = json.loads((tmp_path / fisher_study.FOLDER /
+                     'split-mnist-vdv-task-seed4.json').read_text())
+  assert list(kept['results']) == chosen[:2] == trained
+  assert set(kept['commands']) == set(chosen[:2])
+  rows = fisher_study.table({('split-mnist-vdv', 'task'): {4: kept}})
+  assert sum('50.00 (1)' in row for row in rows) == 2
+  stop_at[0] = None
+  whole = fisher_study.run_summary('split-mnist-vdv', 'task', 4, args)
+  assert trained[2:] == chosen[2:]
+  assert list(whole['results']) == chosen
