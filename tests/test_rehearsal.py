@@ -351,7 +351,6 @@ def test_a_killed_rehearsal_run_resumes_to_the_same_result(label, tmp_path):
                straight.hook_states)
 
 
-
 def test_the_cpu_train_loop_copies_no_buffer_at_each_step():
   """XLA's copy insertion, unable by default to order a step's draws from
   the buffer before the in-place insert that follows them, copies the whole

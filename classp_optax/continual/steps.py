@@ -173,7 +173,7 @@ _donating = jax.jit(stacked_train_steps, static_argnames=_STATIC,
 # rehearsal buffer are read before the in-place insert that follows them,
 # and copies the whole buffer twice at every step of the loop; analysing the
 # loop's regions, it updates the buffer in place. A DER++ run on the DER
-# paper's MNIST protocol trains some 13% faster, bit for bit the same.
+# paper's MNIST protocol trains some 12% faster, bit for bit the same.
 _CPU_OPTIONS = {'xla_cpu_copy_insertion_use_region_analysis': True}
 
 
