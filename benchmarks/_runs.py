@@ -3,6 +3,7 @@
 import json
 import pathlib
 
+from classp_optax.continual import atomic
 from classp_optax.continual import cli
 from classp_optax.continual import metrics
 
@@ -38,7 +39,7 @@ def run_and_keep(argv: list[str], out: pathlib.Path,
   summary = summary_of(dict(results, command='classp-continual ' + ' '.join(
       argv)))
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(summary, indent=2) + '\n')
+  atomic.write_text(path, json.dumps(summary, indent=2) + '\n')
   return summary
 
 

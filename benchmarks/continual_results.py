@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from classp_optax.continual import atomic
 from classp_optax.continual import metrics
 
 from _runs import run_once
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
   runs = [run_once(argv, root / ('seeds' + '-'.join(map(str, seeds))))]
   summary = summarize(runs)
   table = markdown(summary, experiment.published)
-  (root / 'summary.json').write_text(json.dumps(dict(
+  atomic.write_text(root / 'summary.json', json.dumps(dict(
       experiment=args.experiment, description=experiment.description,
       seeds=list(seeds), command=' '.join(sys.argv),
       machine=f'{os.cpu_count()} CPU cores, {platform.machine()}',

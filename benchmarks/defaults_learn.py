@@ -22,13 +22,13 @@ passed its penalty's stability bound before a task it then trained on.
 import argparse
 import functools
 import json
-import pathlib
 import sys
 import time
 import warnings
 
 from classp_optax.continual import Run
 from classp_optax.continual import TrainConfig
+from classp_optax.continual import atomic
 from classp_optax.continual import make_method
 from classp_optax.continual import models
 from classp_optax.continual import train
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         average_accuracy=s['average_accuracy'],
         learning_accuracy=s['learning_accuracy'])
   if args.summary:
-    pathlib.Path(args.summary).write_text(json.dumps(dict(
+    atomic.write_text(args.summary, json.dumps(dict(
         command=' '.join(['python', *sys.argv]), cells=cells), indent=2,
         default=repr) + '\n')
   print(f'{failed} runs failed' if failed else 'every run learnt')

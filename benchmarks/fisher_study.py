@@ -39,6 +39,7 @@ import sys
 
 import standard_map
 
+from classp_optax.continual import atomic
 from classp_optax.continual.methods.fisher import KINDS
 from classp_optax.continual.suites import SUITES
 
@@ -116,7 +117,7 @@ def run_summary(benchmark: str, scenario: str, seed: int, args,
       summary['results'][label] = ran['results'][label]
       summary.setdefault('commands', {})[label] = ran['command']
       path.parent.mkdir(parents=True, exist_ok=True)
-      path.write_text(json.dumps(summary, indent=2) + '\n')
+      atomic.write_text(path, json.dumps(summary, indent=2) + '\n')
   return summary
 
 

@@ -26,6 +26,8 @@ import json
 import pathlib
 import sys
 
+from classp_optax.continual import atomic
+
 from _runs import failed_cell
 from _runs import mean_cell
 from _runs import run_and_keep
@@ -128,8 +130,8 @@ def main(argv=None) -> int:
   tuned, tuned_record = tuned_rows([cell_name(*c) for c in CELLS])
   rows, record = rows + tuned, {**record, **tuned_record}
   print('\n'.join(rows))
-  pathlib.Path('docs/results/rehearsal-map.json').write_text(
-      json.dumps(record, indent=2) + '\n')
+  atomic.write_text(
+      'docs/results/rehearsal-map.json', json.dumps(record, indent=2) + '\n')
   return 0
 
 

@@ -30,6 +30,7 @@ import json
 import pathlib
 import sys
 
+from classp_optax.continual import atomic
 from classp_optax.continual import methods
 from classp_optax.continual import metrics
 from classp_optax.continual import suites
@@ -130,7 +131,7 @@ def _rerun(benchmark, scenario, seed, summary, stale, args, path) -> dict:
   merged = dict(summary, results={**summary['results'], **fresh['results']},
                 commands={**summary.get('commands', {}), **dict.fromkeys(
                     stale, fresh['command'])})
-  path.write_text(json.dumps(merged, indent=2) + '\n')
+  atomic.write_text(path, json.dumps(merged, indent=2) + '\n')
   return merged
 
 
@@ -344,7 +345,7 @@ def main(argv=None) -> int:
           'this table elsewhere')
     return 0
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(dict(
+  atomic.write_text(path, json.dumps(dict(
       command=' '.join(['python', *sys.argv]), seeds=args.seeds,
       source=('van de Ven & Tolias 2019, arXiv 1904.07734v1, '
               f'{TABLES[args.benchmark]}; published values are means ± SEM '

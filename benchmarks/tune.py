@@ -33,6 +33,7 @@ import sys
 
 import numpy as np
 
+from classp_optax.continual import atomic
 from classp_optax.continual import methods
 from classp_optax.continual import suites
 from classp_optax.continual import tuning
@@ -232,7 +233,7 @@ def _record(target: str, report: dict) -> None:
                 methods={**record.get('methods', {}), **{
                     method: r['best'] for method, r in report.items()
                     if method in DEFAULT_METHODS}})
-  suites.TUNED_FILE.write_text(json.dumps(records, indent=2) + '\n')
+  atomic.write_text(suites.TUNED_FILE, json.dumps(records, indent=2) + '\n')
   print(f'recorded the choices as {benchmark}\'s defaults'
         + (f' in the {scenario} scenario' if scenario else '')
         + f' in {suites.TUNED_FILE}')
@@ -313,7 +314,7 @@ def main(argv=None) -> int:
   for method in args.methods.split(','):
     report[method] = tune_method(args.target, method, args)
   summary_file.parent.mkdir(parents=True, exist_ok=True)
-  summary_file.write_text(json.dumps(dict(
+  atomic.write_text(summary_file, json.dumps(dict(
       target=args.target, command=' '.join(sys.argv), budget_per_method=6,
       validation_fraction=VALIDATION,
       spaces={method: space(args.target, method) for method in report},

@@ -4,6 +4,7 @@ and ``results.json``, which keeps every method a folder's runs trained."""
 import json
 import pathlib
 
+from classp_optax.continual import atomic
 from classp_optax.continual import metrics
 from classp_optax.continual import plots
 from classp_optax.continual.results import CHANCE_MARGIN
@@ -148,8 +149,8 @@ def write(out: pathlib.Path, settings: dict, results: list, description: str,
   """Writes ``results.json`` and ``accuracy.png`` and prints the table,
   under the benchmark's ``description``."""
   rows = _rows(out, settings, results)
-  (out / RESULTS).write_text(json.dumps(dict(settings, **extra, results=rows),
-                                        indent=2))
+  atomic.write_text(out / RESULTS, json.dumps(
+      dict(settings, **extra, results=rows), indent=2))
   shown = [RunResult.from_json(row) for row in rows]
   plots.plot_accuracy_curves(shown, out / 'accuracy.png', _title(settings))
   show(settings, shown, description)
