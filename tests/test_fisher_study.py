@@ -75,17 +75,18 @@ def test_the_ablation_runs_the_two_corners_the_map_lacks(tmp_path):
   assert set(corners.values()) == {('empirical', 60000), ('predicted', 1000)}
 
 
-def test_a_variant_the_standard_map_ran_is_taken_from_it(monkeypatch, tmp_path):
-  """The preset's own Fisher is one of the variants: where the map's committed
-  run of a seed has exactly a variant's settings, the study takes that run
-  and trains only the others."""
+def _map_summary(tmp_path, scenario: str, seed: int, runs: dict):
+  kept = (tmp_path / 'docs/results/standard-map-permuted-mnist' /
+          f'{scenario}-seed{seed}.json')
+  kept.parent.mkdir(parents=True, exist_ok=True)
+  kept.write_text(json.dumps(dict(results=runs)))
+  return kept
+
+
+def _study(monkeypatch, tmp_path, scenario: str, seed: int):
+  """run_summary with run_once replaced: (the summary, the variants it
+  trained)."""
   monkeypatch.chdir(tmp_path)
-  chosen = fisher_study.variants('permuted-mnist-vdv', 'class')
-  done = dict(hyperparams=chosen['ewc:online-predicted'], average_accuracy=0.3)
-  other = dict(hyperparams={**chosen['ewc:ewc-predicted'], 'strength': 7.0})
-  kept = tmp_path / 'docs/results/standard-map-permuted-mnist/class-seed2.json'
-  kept.parent.mkdir(parents=True)
-  kept.write_text(json.dumps(dict(results={'ewc:online': done, 'ewc': other})))
   trained = []
 
   def run_once(argv, out, progress):
@@ -95,13 +96,46 @@ def test_a_variant_the_standard_map_ran_is_taken_from_it(monkeypatch, tmp_path):
   monkeypatch.setattr(fisher_study, 'run_once', run_once)
   args = argparse.Namespace(fisher_samples=None, out=str(tmp_path / 'runs'),
                             no_run=False, data_dir=None)
-  summary = fisher_study.run_summary('permuted-mnist-vdv', 'class', 2, args)
-  assert trained == [label for label in chosen
-                     if label != 'ewc:online-predicted']
-  assert summary['results']['ewc:online-predicted'] == done
-  where = f'{kept.relative_to(tmp_path)} ewc:online'
-  assert summary['reused'] == {'ewc:online-predicted': where}
+  return fisher_study.run_summary('permuted-mnist-vdv', scenario, seed,
+                                  args), trained
+
+
+def _map_run(preset: str, scenario: str, **changed) -> dict:
+  """A map's run as standard_map.py commits it: the method's hyperparams
+  in full, defaults included (separate-mode EWC records decay 1.0)."""
+  hyperparams = make_method(preset, benchmark='permuted-mnist-vdv',
+                            scenario=scenario).hyperparams
+  return dict(hyperparams=json.loads(json.dumps({**hyperparams, **changed})),
+              average_accuracy=0.3)
+
+
+def test_the_runs_the_standard_map_made_are_taken_from_it(monkeypatch,
+                                                          tmp_path):
+  """The preset's own Fisher is one of the variants: where the map's committed
+  run of a seed has exactly a variant's settings, the study takes that run
+  and trains only the others: EWC's and online EWC's."""
+  kept = _map_summary(tmp_path, 'class', 2, {
+      'ewc': _map_run('ewc', 'class'),
+      'ewc:online': _map_run('ewc:online', 'class'),
+      'si': dict(hyperparams={}, average_accuracy=0.2)})
+  summary, trained = _study(monkeypatch, tmp_path, 'class', 2)
+  chosen = fisher_study.variants('permuted-mnist-vdv', 'class')
+  reused = {'ewc:ewc-predicted': 'ewc', 'ewc:online-predicted': 'ewc:online'}
+  assert trained == [label for label in chosen if label not in reused]
+  where = kept.relative_to(tmp_path)
+  assert summary['reused'] == {k: f'{where} {m}' for k, m in reused.items()}
+  assert summary['results']['ewc:ewc-predicted'] == _map_run('ewc', 'class')
   assert set(summary['results']) == set(chosen)
+
+
+def test_a_map_run_of_other_settings_or_older_code_is_trained_again(
+    monkeypatch, tmp_path):
+  _map_summary(tmp_path, 'class', 2, {
+      'ewc': _map_run('ewc', 'class', strength=7.0)})
+  assert _study(monkeypatch, tmp_path, 'class', 2)[0].get('reused') is None
+  _map_summary(tmp_path, 'task', 0, {'ewc': _map_run('ewc', 'task')})
+  assert ('permuted-mnist-vdv', 'task', 0, 'ewc') in fisher_study.STALE
+  assert _study(monkeypatch, tmp_path, 'task', 0)[0].get('reused') is None
 
 
 def test_a_seed_lands_a_variant_at_a_time(monkeypatch, tmp_path):
