@@ -25,7 +25,7 @@ def summary_of(results: dict) -> dict:
   """What a map's table needs of a run's results.json, by method."""
   keep = ('hyperparams', 'accuracy', 'average_accuracy', 'forgetting',
           'backward_transfer', 'learning_accuracy', 'wall_time', 'diverged',
-          'not_learnt')
+          'not_learnt', 'made_with')
   return dict(command=results.get('command'), results={
       r['method']: {key: r.get(key) for key in keep}
       for r in results['results']})

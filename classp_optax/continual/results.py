@@ -41,6 +41,8 @@ class RunResult:
     phase_seconds: where ``wall_time`` went: ``train`` (the tasks' starts
       and steps), ``end_task`` (the hooks' end of each task), ``evaluation``
       (scoring the test sets), divided as ``wall_time`` is.
+    made_with: what made the run (:func:`provenance.made_with`: versions
+      and the source's git commit), as the command records it.
   """
 
   method: str
@@ -55,6 +57,7 @@ class RunResult:
   diverged: dict | None = None
   swept: dict = dataclasses.field(default_factory=dict)
   phase_seconds: dict = dataclasses.field(default_factory=dict)
+  made_with: dict = dataclasses.field(default_factory=dict)
   model: nnx.Module | None = dataclasses.field(default=None, repr=False)
   opt_state: object = dataclasses.field(default=None, repr=False)
   hook_states: tuple = dataclasses.field(default=(), repr=False)
@@ -111,7 +114,8 @@ class RunResult:
         bounds=row.get('bounds', {'stiffness': row['stiffness_bound']}
                        if row.get('stiffness_bound') is not None else {}),
         majority_accuracy=row['majority_accuracy'], diverged=row['diverged'],
-        swept=row.get('swept', {}), phase_seconds=row.get('phase_seconds', {}))
+        swept=row.get('swept', {}), phase_seconds=row.get('phase_seconds', {}),
+        made_with=row.get('made_with', {}))
 
   def to_json(self) -> dict:
     return dict(
@@ -126,6 +130,7 @@ class RunResult:
         bounds=self.bounds,
         majority_accuracy=self.majority_accuracy, not_learnt=self.not_learnt,
         diverged=self.diverged, swept=self.swept,
-        phase_seconds=self.phase_seconds, status=self.status,
+        phase_seconds=self.phase_seconds, made_with=self.made_with,
+        status=self.status,
         **{k: None if math.isnan(v) else v for k, v in self.summary.items()},
     )
