@@ -1,5 +1,5 @@
 """Each row of results.json says what made it: the package's version and the
-git commit of its source (marked when the working tree differs), and the
+git commit of its source (marked when the package's files differ), and the
 versions of JAX, Optax, Flax and Python. Rows that an earlier command wrote
 keep their own, so that a folder gathered over several commits (a long study)
 says which code made each number."""
@@ -44,14 +44,18 @@ def test_a_dirty_tree_is_marked_and_a_folder_outside_git_has_no_commit(
   git = ['git', '-C', str(tmp_path), '-c', 'user.name=t', '-c',
          'user.email=t@t']
   subprocess.run([*git, 'init', '-q'], check=True)
-  (tmp_path / 'a.py').write_text('x = 1\n')
-  subprocess.run([*git, 'add', 'a.py'], check=True)
+  code = tmp_path / provenance.PACKAGE / 'a.py'
+  code.parent.mkdir()
+  code.write_text('x = 1\n')
+  (tmp_path / 'summary.json').write_text('{}\n')
+  subprocess.run([*git, 'add', '.'], check=True)
   subprocess.run([*git, 'commit', '-q', '-m', 'a'], check=True)
   clean = provenance.commit_of(tmp_path)
   assert len(clean) == 40
   (tmp_path / 'untracked.txt').write_text('not code\n')
+  (tmp_path / 'summary.json').write_text('{"a study": "wrote it"}\n')
   assert provenance.commit_of(tmp_path) == clean
-  (tmp_path / 'a.py').write_text('x = 2\n')
+  code.write_text('x = 2\n')
   assert provenance.commit_of(tmp_path) == clean + '+dirty'
   # a folder inside a checkout, but not its top, is not the package's source
   (tmp_path / 'sub').mkdir()

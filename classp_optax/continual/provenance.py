@@ -5,8 +5,8 @@ A study gathers runs over days and commits; a change that moves results by
 rounding alone (a sum in another order) is invisible in the numbers, so each
 row of ``results.json`` records what made it (``made_with``). The commit is
 that of the package's source when it is run from a git checkout (an editable
-install), with ``+dirty`` when its tracked files differ from it; None for an
-installed copy or without git.
+install), with ``+dirty`` when the package's tracked files differ from it;
+None for an installed copy or without git.
 """
 
 import functools
@@ -24,6 +24,7 @@ import classp_optax
 
 # The folder above the package: a checkout's top level when run from source.
 SOURCE_ROOT = pathlib.Path(classp_optax.__file__).resolve().parents[1]
+PACKAGE = pathlib.Path(classp_optax.__file__).parent.name
 
 
 def _git(root: pathlib.Path, *args) -> str | None:
@@ -37,7 +38,8 @@ def _git(root: pathlib.Path, *args) -> str | None:
 
 def commit_of(root: pathlib.Path) -> str | None:
   """The commit checked out at ``root`` if ``root`` is a git checkout's top
-  level (``+dirty`` if tracked files differ), else None."""
+  level (``+dirty`` if tracked files of the package differ; results and
+  docs a study writes beside it do not count), else None."""
   root = pathlib.Path(root).resolve()
   top = _git(root, 'rev-parse', '--show-toplevel')
   if top is None or pathlib.Path(top).resolve() != root:
@@ -45,7 +47,8 @@ def commit_of(root: pathlib.Path) -> str | None:
   head = _git(root, 'rev-parse', 'HEAD')
   if head is None:
     return None
-  changed = _git(root, 'status', '--porcelain', '--untracked-files=no')
+  changed = _git(root, 'status', '--porcelain', '--untracked-files=no', '--',
+                 PACKAGE)
   return head + ('+dirty' if changed else '')
 
 
