@@ -1,6 +1,7 @@
 """Flax NNX models for the continual-learning benchmarks."""
 
 from collections.abc import Sequence
+import functools
 import math
 
 from flax import nnx
@@ -94,11 +95,29 @@ class CNN(nnx.Module):
 def make_model(name: str, image_shape: Sequence[int], num_classes: int,
                seed: int, hidden: Sequence[int] = (256, 256),
                init: str = 'flax') -> nnx.Module:
-  """``'mlp'`` or ``'cnn'``, initialised from ``seed``; ``init`` is the MLP's."""
-  rngs = nnx.Rngs(params=seed, dropout=seed + 1)
-  if name == 'mlp':
-    return MLP(math.prod(image_shape), hidden, num_classes,
-               init=init, rngs=rngs)
-  if name == 'cnn':
+  """``'mlp'`` or ``'cnn'``, initialised from ``seed``; ``init`` is the MLP's.
+
+  The model is built by one compiled program, made once per architecture:
+  Flax's initialisers, run op by op, would compile each op on its own (17
+  programs for an MLP), which is most of a first run's model building. The
+  weights are those of ``nnx.Rngs(params=seed, dropout=seed + 1)``.
+  """
+  if name not in ('mlp', 'cnn'):
+    raise ValueError(f"model must be 'mlp' or 'cnn', got {name!r}.")
+  build = _builder(name, tuple(image_shape), num_classes, tuple(hidden), init)
+  return build(jax.random.key(seed), jax.random.key(seed + 1))
+
+
+@functools.cache
+def _builder(name: str, image_shape: tuple, num_classes: int, hidden: tuple,
+             init: str):
+  """The compiled build of one architecture, from its two keys."""
+
+  def build(params_key, dropout_key):
+    rngs = nnx.Rngs(params=params_key, dropout=dropout_key)
+    if name == 'mlp':
+      return MLP(math.prod(image_shape), hidden, num_classes, init=init,
+                 rngs=rngs)
     return CNN(image_shape, num_classes, rngs=rngs)
-  raise ValueError(f"model must be 'mlp' or 'cnn', got {name!r}.")
+
+  return nnx.jit(build)
