@@ -3,6 +3,7 @@
 import dataclasses
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -348,16 +349,17 @@ def test_only_a_rotated_stream_loads_scipy():
   """SciPy's ndimage rotates images, and importing it costs a command on
   MNIST 0.2 to 0.4 s here; the other streams never load it (the embedded
   digits come through scikit-learn, which loads it anyway)."""
-  code = ('import sys\n'
-          'import numpy as np\n'
-          'from classp_optax.continual import cli, streams\n'
-          'from classp_optax.continual.datasets import Dataset\n'
-          'x, y = np.zeros((4, 6, 6, 1), np.float32), np.arange(4) % 2\n'
-          "data = Dataset('tiny', x, y, x, y, num_classes=2)\n"
-          'streams.permuted(data, 2)[1].train_batch(np.arange(2))\n'
-          "print('scipy' in sys.modules)\n"
-          'streams.rotated(data, 2)[1].train_batch(np.arange(2))\n'
-          "print('scipy' in sys.modules)\n")
+  code = textwrap.dedent("""\
+      import sys
+      import numpy as np
+      from classp_optax.continual import cli, streams
+      from classp_optax.continual.datasets import Dataset
+      x, y = np.zeros((4, 6, 6, 1), np.float32), np.arange(4) % 2
+      data = Dataset('tiny', x, y, x, y, num_classes=2)
+      for stream in (streams.permuted, streams.rotated):
+        stream(data, 2)[1].train_batch(np.arange(2))
+        print('scipy' in sys.modules)
+      """)
   out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                        text=True, check=True).stdout
   assert out.split() == ['False', 'True']
