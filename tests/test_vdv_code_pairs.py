@@ -1,0 +1,26 @@
+"""benchmarks/vdv_code_pairs.py: the digit pairs are those van de Ven &
+Tolias's data.py makes for a seed."""
+
+import pathlib
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
+import vdv_code_pairs  # noqa: E402
+
+
+def test_their_pairs_are_the_labels_their_code_gives_each_task():
+  """Their code relabels digit y as perm[y] and gives task t the labels 2t
+  and 2t + 1, after np.random.seed(seed)."""
+  for seed in (1, 7, 20):
+    np.random.seed(seed)  # noqa: NPY002 (their code's calls, as they are)
+    perm = np.random.permutation(list(range(10)))  # noqa: NPY002
+    pairs = vdv_code_pairs.their_pairs(seed)
+    assert sorted(d for pair in pairs for d in pair) == list(range(10))
+    for t, pair in enumerate(pairs):
+      assert {int(perm[d]) for d in pair} == {2 * t, 2 * t + 1}
+
+
+def test_the_mean_and_its_standard_error_in_percent():
+  assert vdv_code_pairs.mean_sem([0.8, 0.9, 1.0]) == '90.00 ± 5.77'
