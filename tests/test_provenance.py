@@ -14,8 +14,14 @@ import pytest
 
 import classp_optax
 from classp_optax.continual import cli
+from classp_optax.continual import engine
+from classp_optax.continual import methods
+from classp_optax.continual import models
 from classp_optax.continual import provenance
 from classp_optax.continual import report
+from classp_optax.continual import streams
+from classp_optax.continual.config import TrainConfig
+from classp_optax.continual.datasets import load_digits
 
 
 def test_the_versions_are_those_imported():
@@ -74,3 +80,14 @@ def test_each_row_keeps_what_made_it(tmp_path, capsys, monkeypatch):
   rows = json.loads((tmp_path / report.RESULTS).read_text())['results']
   assert {r['method']: r['made_with'] for r in rows} == {
       'sgd': first, 'adam': second}
+
+
+def test_a_run_trained_from_python_records_it_too():
+  tasks = streams.split(load_digits(), scenario='task')[:1]
+  run = engine.Run(lambda: models.make_model('mlp', (8, 8, 1), 10, seed=0,
+                                             hidden=(8,)),
+                   tasks, methods.make_method('sgd'),
+                   TrainConfig(epochs=1, batch_size=32))
+  result = engine.train(run)
+  assert result.made_with == provenance.made_with()
+  assert result.to_json()['made_with'] == provenance.made_with()

@@ -35,7 +35,6 @@ from classp_optax.continual import interrupts
 from classp_optax.continual import methods
 from classp_optax.continual import models
 from classp_optax.continual import placement
-from classp_optax.continual import provenance
 from classp_optax.continual import report
 from classp_optax.continual import results as results_lib
 from classp_optax.continual import runs as runs_lib
@@ -240,7 +239,6 @@ def _tasks(plan: Plan, seed: int) -> list:
 def train_all(plan: Plan) -> list[results_lib.RunResult]:
   """Every method's configurations, each method as one engine run."""
   args = plan.args
-  made_with = provenance.made_with()
   if args.download:
     for name in ('mnist', 'fashion-mnist'):
       datasets.download(name, args.data_dir)
@@ -275,7 +273,7 @@ def train_all(plan: Plan) -> list[results_lib.RunResult]:
         checkpoint_every_seconds=60 * args.checkpoint_minutes,
         progress=not args.no_progress)
     for result, c in zip(done, configurations, strict=True):
-      result.swept, result.made_with = c.swept, made_with
+      result.swept = c.swept
     trained.extend(done)
   return trained
 

@@ -44,6 +44,7 @@ from classp_optax.continual import evaluation
 from classp_optax.continual import feeding
 from classp_optax.continual import hooks as hooklib
 from classp_optax.continual import placement as placing
+from classp_optax.continual import provenance
 from classp_optax.continual import steps as compiled
 from classp_optax.continual.checkpoint import RunCheckpointer
 from classp_optax.continual.config import task_order
@@ -106,6 +107,7 @@ class _Engine:
                                                strict=True)])
     self.timeline = self.steps.max(axis=0)
     self.ledger = Ledger.empty(len(runs), self.num_tasks)
+    self.made_with = provenance.made_with()  # the code the run starts with
     self.models = [r.make_model() for r in runs]
     check_model(self.models[0], self.train_tasks[0],
                 classifies=example_loss is compiled.masked_cross_entropy)
@@ -332,7 +334,7 @@ class _Engine:
           readouts=self.ledger.readouts[k], bounds=bounds,
           majority_accuracy=[evaluation.majority_accuracy(task)
                              for task in r.tasks],
-          diverged=self.ledger.diverged[k],
+          diverged=self.ledger.diverged[k], made_with=self.made_with,
           model=nnx.merge(self.graphdef, mine.params, mine.rest),
           opt_state=mine.opt_state, hook_states=mine.extras))
     return results

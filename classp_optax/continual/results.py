@@ -42,7 +42,7 @@ class RunResult:
       and steps), ``end_task`` (the hooks' end of each task), ``evaluation``
       (scoring the test sets), divided as ``wall_time`` is.
     made_with: what made the run (:func:`provenance.made_with`: versions
-      and the source's git commit), as the command records it.
+      and the source's git commit), read as training starts.
   """
 
   method: str
