@@ -35,6 +35,7 @@ from classp_optax.continual import atomic
 from classp_optax.continual import streams
 from classp_optax.continual import suites
 
+from _runs import failure
 from _runs import run_once
 
 
@@ -57,7 +58,10 @@ def ours(seed: int, data_dir: str, out: str) -> float:
                        pathlib.Path(out) / f'seed{seed}', progress=False)
   finally:
     suites.split_pairs_by_seed = preset
-  return results['results'][0]['average_accuracy']
+  run = results['results'][0]
+  if (why := failure(run)) is not None:
+    raise SystemExit(f'seed {seed}: ours is no result: {why}.')
+  return run['average_accuracy']
 
 
 def theirs(seed: int, vdv: str, python: str, logs: str) -> float:

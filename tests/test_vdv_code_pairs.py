@@ -1,10 +1,12 @@
 """benchmarks/vdv_code_pairs.py: the digit pairs are those van de Ven &
-Tolias's data.py makes for a seed."""
+Tolias's data.py makes for a seed, and a run that is no result never reads
+as a number."""
 
 import pathlib
 import sys
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
 import vdv_code_pairs  # noqa: E402
@@ -24,3 +26,13 @@ def test_their_pairs_are_the_labels_their_code_gives_each_task():
 
 def test_the_mean_and_its_standard_error_in_percent():
   assert vdv_code_pairs.mean_sem([0.8, 0.9, 1.0]) == '90.00 ± 5.77'
+
+
+def test_a_run_that_left_a_task_unlearnt_is_no_number(monkeypatch):
+  run = dict(average_accuracy=0.5, not_learnt=[2], diverged=None)
+  monkeypatch.setattr(vdv_code_pairs, 'run_once',
+                      lambda argv, out, progress: dict(results=[run]))
+  with pytest.raises(SystemExit, match='seed 3: ours is no result: tasks 2'):
+    vdv_code_pairs.ours(3, 'data', 'out')
+  run['not_learnt'] = []
+  assert vdv_code_pairs.ours(3, 'data', 'out') == 0.5
