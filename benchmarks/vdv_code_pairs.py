@@ -85,18 +85,27 @@ def mean_sem(values) -> str:
   return f'{100 * statistics.mean(values):.2f} ± {100 * sem:.2f}'
 
 
+def seed_range(text: str) -> range:
+  """``--seeds first-last``, both included."""
+  first, _, last = text.partition('-')
+  if not (first.isdigit() and last.isdigit() and int(first) <= int(last)):
+    raise argparse.ArgumentTypeError(
+        f'--seeds takes first-last, integers 0 <= first <= last, got {text!r}')
+  return range(int(first), int(last) + 1)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data-dir', required=True)
-  parser.add_argument('--seeds', default='1-20', help='first-last')
+  parser.add_argument('--seeds', default='1-20', type=seed_range,
+                      help='first-last, integers 0 <= first <= last')
   parser.add_argument('--vdv', help="a checkout of their code at f0b1461")
   parser.add_argument('--vdv-python', default=sys.executable)
   parser.add_argument('--out', default='results/vdv-code-pairs')
   parser.add_argument('--summary')
   args = parser.parse_args(argv)
-  first, last = map(int, args.seeds.split('-'))
   rows = {}
-  for seed in range(first, last + 1):
+  for seed in args.seeds:
     rows[seed] = dict(pairs=their_pairs(seed),
                       ours=ours(seed, args.data_dir, args.out))
     if args.vdv:

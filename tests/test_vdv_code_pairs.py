@@ -36,3 +36,11 @@ def test_a_run_that_left_a_task_unlearnt_is_no_number(monkeypatch):
     vdv_code_pairs.ours(3, 'data', 'out')
   run['not_learnt'] = []
   assert vdv_code_pairs.ours(3, 'data', 'out') == 0.5
+
+
+def test_seeds_are_a_range_and_anything_else_is_refused(capsys):
+  assert vdv_code_pairs.seed_range('1-20') == range(1, 21)
+  for bad in ('20-1', '1', 'a-b', '-3-4'):
+    with pytest.raises(SystemExit):
+      vdv_code_pairs.main(['--data-dir', 'd', f'--seeds={bad}'])
+    assert 'first-last, integers 0 <= first <= last' in capsys.readouterr().err
