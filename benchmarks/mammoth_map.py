@@ -19,9 +19,10 @@ on ``perm-mnist`` and ``rot-mnist``). It prints no per-task accuracies, so a
 run is checked as far as its output allows: one that printed ``nan`` or
 whose first task, alone, ends within 5 points of chance is no result and
 shows as such. Each run lands in ``docs/results/mammoth-map/<dataset>-
-seed<k>.json`` as it ends (finished runs are reused); the table, ours
-(``docs/results/rehearsal-map/``) beside theirs, goes to
-``docs/results/mammoth-map.json``.
+seed<k>.json`` as it ends (finished runs are reused; ``--methods`` runs
+some rows alone, for more seeds where the spread asks for them); the table,
+ours (``docs/results/rehearsal-map/``) beside theirs over every seed kept of
+each, goes to ``docs/results/mammoth-map.json``.
 """
 
 import argparse
@@ -39,7 +40,7 @@ from classp_optax.continual import metrics
 
 from _runs import mean_cell
 from _runs import seeds_cell
-from rehearsal_map import FOLDER as OURS
+from rehearsal_map import committed
 
 FOLDER = pathlib.Path('docs/results/mammoth-map')
 REHEARSAL = ('er', 'der', 'derpp', 'agem')
@@ -97,18 +98,22 @@ def run_theirs(args, dataset: str, label: str, seed: int) -> dict:
               **parsed(done.stdout + done.stderr))
 
 
-def seed_runs(args, dataset: str, seed: int) -> dict:
-  """``{label: run}`` of one seed: the committed runs, the missing ones run
-  now (unless ``--no-run``) and each committed as it ends."""
+def seed_runs(args, dataset: str, seed: int) -> None:
+  """Runs what is missing of one seed, each run kept as it ends."""
   path = FOLDER / f'{dataset}-seed{seed}.json'
   runs = json.loads(path.read_text()) if path.exists() else {}
   for label in labels_of(dataset):
-    if label in runs or args.no_run:
+    if label in runs or (args.methods and label not in args.methods):
       continue
     runs[label] = run_theirs(args, dataset, label, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(path, json.dumps(runs, indent=2) + '\n')
-  return runs
+
+
+def kept(dataset: str) -> dict:
+  """``{seed: {label: run}}`` of every run of theirs kept on ``dataset``."""
+  return {int(path.stem.rpartition('-seed')[2]): json.loads(path.read_text())
+          for path in sorted(FOLDER.glob(f'{dataset}-seed*.json'))}
 
 
 def failure(run: dict, setting: str, chance: float) -> str | None:
@@ -132,14 +137,11 @@ def theirs_cell(runs: dict, setting: str, chance: float) -> tuple[str, list]:
   return mean_cell(*metrics.mean_and_spread(finals), len(finals)), finals
 
 
-def ours_cell(cell: str, label: str, seeds: list[int]) -> tuple[str, list]:
-  """The rehearsal map's cell for ``label``, and its final accuracies (%)."""
-  runs = {}
-  for seed in seeds:
-    path = OURS / f'{cell}-seed{seed}.json'
-    if path.exists() and label in (got := json.loads(path.read_text())[
-        'results']):
-      runs[seed] = got[label]
+def ours_cell(summaries: dict, label: str) -> tuple[str, list]:
+  """The rehearsal map's cell for ``label`` from its ``{seed: summary}``,
+  and its final accuracies (%)."""
+  runs = {seed: s['results'][label] for seed, s in summaries.items()
+          if label in s['results']}
   finals = [100 * r['average_accuracy'] for r in runs.values()]
   return seeds_cell(runs), finals
 
@@ -154,16 +156,18 @@ def compared(ours: list, theirs: list) -> str:
   return f'{difference:+.2f} ({difference / spread ** 0.5:+.1f} SE)'
 
 
-def table(runs: dict, seeds: list[int]) -> tuple[list[str], dict]:
-  """Markdown rows, ours beside theirs, and the record."""
+def table(datasets: list[str]) -> tuple[list[str], dict]:
+  """Markdown rows, ours beside theirs over every seed kept, and the
+  record."""
   rows = ['| cell | method | ours | their code here | ours - theirs |',
           '|---|---|---|---|---|']
-  record = {}
-  for dataset, by_seed in runs.items():
+  record, ours = {}, committed()
+  for dataset in datasets:
     cells, chance, _ = DATASETS[dataset]
+    by_seed = kept(dataset)
     for cell, setting in cells:
       for label in labels_of(dataset):
-        mine, mine_values = ours_cell(cell, label, seeds)
+        mine, mine_values = ours_cell(ours.get(cell, {}), label)
         theirs, their_values = theirs_cell(
             {s: r[label] for s, r in by_seed.items() if label in r}, setting,
             chance)
@@ -182,16 +186,23 @@ def main(argv=None) -> int:
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--threads', type=int,
                       help='OMP_NUM_THREADS for their runs (default: unset)')
+  parser.add_argument('--methods', help='the rows to run (default: all)')
   parser.add_argument('--no-run', action='store_true')
   args = parser.parse_args(argv)
   datasets = args.datasets.split(',')
   if unknown := sorted(set(datasets) - set(DATASETS)):
     parser.error(f'--datasets must be among {sorted(DATASETS)}, got {unknown}')
+  args.methods = args.methods and args.methods.split(',')
+  rows = sorted({label for d in DATASETS for label in labels_of(d)})
+  if unknown := sorted(set(args.methods or ()) - set(rows)):
+    parser.error(f'--methods must be among {rows}, got {unknown}')
   if not args.no_run and not (args.mammoth and args.mammoth_python):
     parser.error('--mammoth and --mammoth-python are needed unless --no-run')
-  seeds = [int(s) for s in args.seeds.split(',')]
-  runs = {d: {s: seed_runs(args, d, s) for s in seeds} for d in datasets}
-  rows, record = table(runs, seeds)
+  for dataset in datasets:
+    for seed in map(int, args.seeds.split(',')):
+      if not args.no_run:
+        seed_runs(args, dataset, seed)
+  rows, record = table(datasets)
   print('\n'.join(rows))
   atomic.write_text('docs/results/mammoth-map.json',
                     json.dumps(record, indent=2) + '\n')

@@ -2,7 +2,7 @@
 buffers of 200 and 500.
 
     python benchmarks/rehearsal_map.py --data-dir ../shared/data
-    python benchmarks/rehearsal_map.py --seeds 0 --no-run
+    python benchmarks/rehearsal_map.py --no-run
 
 Runs, for each seed of ``--seeds``, the ``split-mnist-der`` benchmark in the
 class- and task-incremental scenarios and ``permuted-mnist-der`` and
@@ -10,7 +10,8 @@ class- and task-incremental scenarios and ``permuted-mnist-der`` and
 joint training, LwF (split only: their code offers it for class and task
 streams), and ER, DER, DER++, A-GEM and ER-ACE at buffers of 200 (the
 method's name) and 500 (``method:500``), and prints a table of final
-average accuracy (%): mean ± std over the seeds run, and how many. A run
+average accuracy (%): mean ± std over every seed kept (below), and how
+many. A run
 that diverged or left a task unlearnt shows as such, never as a number.
 
 Each finished run's summary is kept in
@@ -18,7 +19,11 @@ Each finished run's summary is kept in
 the table can be made again from the repository); finished runs are
 reused, an interrupted one resumes from its checkpoints, and ``--no-run``
 trains nothing and tables what exists. It writes
-``docs/results/rehearsal-map.json``.
+``docs/results/rehearsal-map.json``. ``--cells`` and ``--methods`` run
+some cells' rows alone, for more seeds where the spread asks for them:
+
+    python benchmarks/rehearsal_map.py --seeds 3,4,5,6,7,8,9 \
+        --cells split-mnist-der-class --methods agem,agem:500,er:500
 """
 
 import argparse
@@ -59,11 +64,22 @@ def run_summary(benchmark: str, scenario: str | None, seed: int,
   out = pathlib.Path(args.out) / cell_name(benchmark, scenario) / f'seed{seed}'
   if args.no_run and not (out / 'results.json').exists():
     return None
-  argv = ['--benchmark', benchmark, '--methods',
-          ','.join(methods_of(benchmark)), '--seed', str(seed)]
+  labels = [m for m in methods_of(benchmark)
+            if args.methods is None or m in args.methods]
+  argv = ['--benchmark', benchmark, '--methods', ','.join(labels), '--seed',
+          str(seed)]
   argv += ['--scenario', scenario] if scenario else []
   argv += ['--data-dir', args.data_dir] if args.data_dir else []
   return run_and_keep(argv, out, path)
+
+
+def committed() -> dict:
+  """``{cell: {seed: summary}}`` of every summary in :data:`FOLDER`."""
+  summaries = {}
+  for path in sorted(FOLDER.glob('*-seed*.json')):
+    cell, _, seed = path.stem.rpartition('-seed')
+    summaries.setdefault(cell, {})[int(seed)] = json.loads(path.read_text())
+  return summaries
 
 
 def table(summaries: dict) -> tuple[list[str], dict]:
@@ -119,15 +135,20 @@ def main(argv=None) -> int:
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--out', default='runs/rehearsal-map')
   parser.add_argument('--no-run', action='store_true')
+  parser.add_argument('--cells', help='the cells to run (default: all)')
+  parser.add_argument('--methods', help='the rows to run (default: all)')
   args = parser.parse_args(argv)
-  summaries = {}
+  names = [cell_name(*c) for c in CELLS]
+  if unknown := sorted(set((args.cells or '').split(',')) - {'', *names}):
+    parser.error(f'--cells must be among {names}, got {unknown}')
+  cells = [c for c in CELLS if args.cells is None or
+           cell_name(*c) in args.cells.split(',')]
+  args.methods = args.methods and args.methods.split(',')
   for seed in map(int, args.seeds.split(',')):
-    for benchmark, scenario in CELLS:
-      summary = run_summary(benchmark, scenario, seed, args)
-      if summary is not None:
-        summaries.setdefault(cell_name(benchmark, scenario), {})[seed] = summary
-  rows, record = table(summaries)
-  tuned, tuned_record = tuned_rows([cell_name(*c) for c in CELLS])
+    for benchmark, scenario in cells:
+      run_summary(benchmark, scenario, seed, args)
+  rows, record = table(committed())
+  tuned, tuned_record = tuned_rows(names)
   rows, record = rows + tuned, {**record, **tuned_record}
   print('\n'.join(rows))
   atomic.write_text(

@@ -123,3 +123,19 @@ def test_an_unknown_dataset_or_a_missing_checkout_is_refused(capsys):
     mammoth_map.main(['--datasets', 'seq-mnist'])
   assert '--mammoth and --mammoth-python are needed' in (
       capsys.readouterr().err)
+
+
+def test_some_rows_run_alone_for_more_seeds_and_join_the_table(theirs,
+                                                               capsys):
+  run(theirs, '--datasets', 'perm-mnist', '--seeds', '0')
+  capsys.readouterr()
+  run(theirs, '--datasets', 'perm-mnist', '--seeds', '1,2', '--methods',
+      'agem,er:500')
+  calls = (theirs / 'calls').read_text().splitlines()
+  assert len(calls) == 9 + 4  # seed 0's nine rows, then two rows of two
+  rows = capsys.readouterr().out.splitlines()
+  assert '| 81.00 ± 0.82 (3) |' in next(r for r in rows if '| agem |' in r)
+  assert '| 80.00 (1) |' in next(r for r in rows if '| der |' in r)
+  with pytest.raises(SystemExit):
+    run(theirs, '--methods', 'er_ace')
+  assert "--methods must be among ['agem'" in capsys.readouterr().err

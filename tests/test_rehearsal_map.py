@@ -1,0 +1,58 @@
+"""benchmarks/rehearsal_map.py: some cells' rows run alone for more seeds,
+and the table counts every seed whose summary is kept."""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
+import rehearsal_map  # noqa: E402
+
+
+def keep(cell: str, seed: int, **accuracies):
+  path = rehearsal_map.FOLDER / f'{cell}-seed{seed}.json'
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(dict(results={
+      label: dict(average_accuracy=a, diverged=None, not_learnt=[])
+      for label, a in accuracies.items()})))
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+  """The commands the map would run, each kept as a summary of 0.5."""
+  monkeypatch.chdir(tmp_path)
+  calls = []
+
+  def run_and_keep(argv, out, path):
+    calls.append(argv)
+    labels = argv[argv.index('--methods') + 1].split(',')
+    keep(path.stem.rpartition('-seed')[0], int(path.stem.rpartition(
+        '-seed')[2]), **dict.fromkeys(labels, 0.5))
+
+  monkeypatch.setattr(rehearsal_map, 'run_and_keep', run_and_keep)
+  return calls
+
+
+def test_some_rows_of_one_cell_run_alone_and_join_the_kept_seeds(runs,
+                                                                  capsys):
+  for seed in (0, 1):
+    keep('split-mnist-der-class', seed, agem=0.3, sgd=0.2)
+  rehearsal_map.main(['--seeds', '2', '--cells', 'split-mnist-der-class',
+                      '--methods', 'agem,er:500'])
+  assert runs == [['--benchmark', 'split-mnist-der', '--methods',
+                   'agem,er:500', '--seed', '2', '--scenario', 'class']]
+  rows = capsys.readouterr().out.splitlines()
+  agem = next(r for r in rows if r.startswith('| agem |'))
+  assert agem.split(' | ')[1] == '36.67 ± 9.43 (3)'  # 30, 30, 50
+  sgd = next(r for r in rows if r.startswith('| sgd |'))
+  assert sgd.split(' | ')[1] == '20.00 ± 0.00 (2)'
+
+
+def test_a_cell_of_no_such_name_is_refused(runs, capsys):
+  with pytest.raises(SystemExit):
+    rehearsal_map.main(['--cells', 'split-mnist-der-domain', '--no-run'])
+  assert "--cells must be among ['split-mnist-der-class'" in (
+      capsys.readouterr().err)
+  assert runs == []
