@@ -66,7 +66,7 @@ def labels_of(dataset: str) -> list[str]:
   return [*plain, *(f'{m}{size}' for size in ('', ':500') for m in REHEARSAL)]
 
 
-def command(args, dataset: str, label: str, seed: int) -> list[str]:
+def command(dataset: str, label: str, seed: int) -> list[str]:
   model, _, size = label.partition(':')
   buffer = ['--buffer_size', size or '200'] if model in REHEARSAL else []
   return ['utils/main.py', '--dataset', dataset, '--model', model, *buffer,
@@ -83,7 +83,7 @@ def parsed(output: str) -> dict:
 
 def run_theirs(args, dataset: str, label: str, seed: int) -> dict:
   """One run of their code: its command, seconds and accuracies."""
-  argv = command(args, dataset, label, seed)
+  argv = command(dataset, label, seed)
   env = dict(os.environ, **({'OMP_NUM_THREADS': str(args.threads)}
                             if args.threads else {}))
   python = str(pathlib.Path(args.mammoth_python).absolute())
@@ -119,7 +119,9 @@ def kept(dataset: str) -> dict:
 def failure(run: dict, setting: str, chance: float) -> str | None:
   """Why a run of theirs is no result, as far as its output tells."""
   values = run[setting]
-  if not values or any(v != v for v in values):
+  if not values:
+    return 'printed no accuracy'
+  if any(v != v for v in values):
     return 'printed nan'
   if run.get('task_il', values)[0] < chance + 5:
     return 'first task not learnt'
