@@ -95,6 +95,8 @@ def test_a_first_task_at_chance_is_no_result():
   runs = {0: dict(domain_il=[13.0, 60.0])}
   assert mammoth_map.theirs_cell(runs, 'domain_il', 10.0)[0] == (
       'no result (seed 0: first task not learnt)')
+  assert mammoth_map.theirs_cell({0: dict(domain_il=[])}, 'domain_il',
+                                 10.0)[0] == 'no result (seed 0: printed no accuracy)'
   runs[0]['domain_il'][0] = 15.5
   assert mammoth_map.theirs_cell(runs, 'domain_il', 10.0) == (
       '60.00 (1)', [60.0])
