@@ -43,6 +43,16 @@ def run_and_keep(argv: list[str], out: pathlib.Path,
   return summary
 
 
+def kept(folder: pathlib.Path) -> dict:
+  """``{name: {seed: summary}}`` of every ``<name>-seed<k>.json`` in
+  ``folder``, the per-seed summaries a map keeps."""
+  summaries = {}
+  for path in sorted(folder.glob('*-seed*.json')):
+    name, _, seed = path.stem.rpartition('-seed')
+    summaries.setdefault(name, {})[int(seed)] = json.loads(path.read_text())
+  return summaries
+
+
 def failure(run: dict) -> str | None:
   """Why a run's scores are no result: it diverged, or it left a task
   unlearnt (``not_learnt``, as ``results.json`` and the summaries say); None

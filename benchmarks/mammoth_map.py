@@ -37,10 +37,12 @@ import time
 
 from classp_optax.continual import atomic
 from classp_optax.continual import metrics
+from classp_optax.continual.arguments import parse_seeds
 
+from _runs import kept
 from _runs import mean_cell
 from _runs import seeds_cell
-from rehearsal_map import committed
+from rehearsal_map import FOLDER as OURS
 
 FOLDER = pathlib.Path('docs/results/mammoth-map')
 REHEARSAL = ('er', 'der', 'derpp', 'agem')
@@ -110,12 +112,6 @@ def seed_runs(args, dataset: str, seed: int) -> None:
     atomic.write_text(path, json.dumps(runs, indent=2) + '\n')
 
 
-def kept(dataset: str) -> dict:
-  """``{seed: {label: run}}`` of every run of theirs kept on ``dataset``."""
-  return {int(path.stem.rpartition('-seed')[2]): json.loads(path.read_text())
-          for path in sorted(FOLDER.glob(f'{dataset}-seed*.json'))}
-
-
 def failure(run: dict, setting: str, chance: float) -> str | None:
   """Why a run of theirs is no result, as far as its output tells."""
   values = run[setting]
@@ -163,10 +159,10 @@ def table(datasets: list[str]) -> tuple[list[str], dict]:
   record."""
   rows = ['| cell | method | ours | their code here | ours - theirs |',
           '|---|---|---|---|---|']
-  record, ours = {}, committed()
+  record, ours, theirs_kept = {}, kept(OURS), kept(FOLDER)
   for dataset in datasets:
     cells, chance, _ = DATASETS[dataset]
-    by_seed = kept(dataset)
+    by_seed = theirs_kept.get(dataset, {})
     for cell, setting in cells:
       for label in labels_of(dataset):
         mine, mine_values = ours_cell(ours.get(cell, {}), label)
@@ -195,14 +191,20 @@ def main(argv=None) -> int:
   if unknown := sorted(set(datasets) - set(DATASETS)):
     parser.error(f'--datasets must be among {sorted(DATASETS)}, got {unknown}')
   args.methods = args.methods and args.methods.split(',')
-  rows = sorted({label for d in DATASETS for label in labels_of(d)})
-  if unknown := sorted(set(args.methods or ()) - set(rows)):
-    parser.error(f'--methods must be among {rows}, got {unknown}')
+  labels = sorted({label for d in DATASETS for label in labels_of(d)})
+  if unknown := sorted(set(args.methods or ()) - set(labels)):
+    parser.error(f'--methods must be among {labels}, got {unknown}')
+  if args.threads is not None and args.threads < 1:
+    parser.error(f'--threads must be an integer >= 1, got {args.threads}')
+  try:
+    seeds = parse_seeds(args.seeds)
+  except ValueError as e:
+    parser.error(str(e))
   if not args.no_run and not (args.mammoth and args.mammoth_python):
     parser.error('--mammoth and --mammoth-python are needed unless --no-run')
-  for dataset in datasets:
-    for seed in map(int, args.seeds.split(',')):
-      if not args.no_run:
+  if not args.no_run:
+    for dataset in datasets:
+      for seed in seeds:
         seed_runs(args, dataset, seed)
   rows, record = table(datasets)
   print('\n'.join(rows))

@@ -32,8 +32,10 @@ import pathlib
 import sys
 
 from classp_optax.continual import atomic
+from classp_optax.continual.arguments import parse_seeds
 
 from _runs import failed_cell
+from _runs import kept
 from _runs import mean_cell
 from _runs import run_and_keep
 from _runs import seeds_cell
@@ -64,22 +66,14 @@ def run_summary(benchmark: str, scenario: str | None, seed: int,
   out = pathlib.Path(args.out) / cell_name(benchmark, scenario) / f'seed{seed}'
   if args.no_run and not (out / 'results.json').exists():
     return None
-  labels = [m for m in methods_of(benchmark)
-            if args.methods is None or m in args.methods]
+  labels = [m for m in methods_of(benchmark) if m in args.methods]
+  if not labels:  # none of --methods is a row of this benchmark
+    return None
   argv = ['--benchmark', benchmark, '--methods', ','.join(labels), '--seed',
           str(seed)]
   argv += ['--scenario', scenario] if scenario else []
   argv += ['--data-dir', args.data_dir] if args.data_dir else []
   return run_and_keep(argv, out, path)
-
-
-def committed() -> dict:
-  """``{cell: {seed: summary}}`` of every summary in :data:`FOLDER`."""
-  summaries = {}
-  for path in sorted(FOLDER.glob('*-seed*.json')):
-    cell, _, seed = path.stem.rpartition('-seed')
-    summaries.setdefault(cell, {})[int(seed)] = json.loads(path.read_text())
-  return summaries
 
 
 def table(summaries: dict) -> tuple[list[str], dict]:
@@ -139,15 +133,22 @@ def main(argv=None) -> int:
   parser.add_argument('--methods', help='the rows to run (default: all)')
   args = parser.parse_args(argv)
   names = [cell_name(*c) for c in CELLS]
-  if unknown := sorted(set((args.cells or '').split(',')) - {'', *names}):
+  wanted = args.cells.split(',') if args.cells else names
+  if unknown := sorted(set(wanted) - set(names)):
     parser.error(f'--cells must be among {names}, got {unknown}')
-  cells = [c for c in CELLS if args.cells is None or
-           cell_name(*c) in args.cells.split(',')]
-  args.methods = args.methods and args.methods.split(',')
-  for seed in map(int, args.seeds.split(',')):
-    for benchmark, scenario in cells:
-      run_summary(benchmark, scenario, seed, args)
-  rows, record = table(committed())
+  labels = list(dict.fromkeys(m for b, _ in CELLS for m in methods_of(b)))
+  args.methods = args.methods.split(',') if args.methods else labels
+  if unknown := sorted(set(args.methods) - set(labels)):
+    parser.error(f'--methods must be among {labels}, got {unknown}')
+  try:
+    seeds = parse_seeds(args.seeds)
+  except ValueError as e:
+    parser.error(str(e))
+  for seed in seeds:
+    for benchmark, scenario in CELLS:
+      if cell_name(benchmark, scenario) in wanted:
+        run_summary(benchmark, scenario, seed, args)
+  rows, record = table(kept(FOLDER))
   tuned, tuned_record = tuned_rows(names)
   rows, record = rows + tuned, {**record, **tuned_record}
   print('\n'.join(rows))

@@ -125,6 +125,12 @@ def test_an_unknown_dataset_or_a_missing_checkout_is_refused(capsys):
     mammoth_map.main(['--datasets', 'seq-mnist'])
   assert '--mammoth and --mammoth-python are needed' in (
       capsys.readouterr().err)
+  with pytest.raises(SystemExit):
+    mammoth_map.main(['--threads', '0', '--no-run'])
+  assert '--threads must be an integer >= 1, got 0' in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    mammoth_map.main(['--seeds', '1-3', '--no-run'])
+  assert '--seeds takes distinct integers >= 0' in capsys.readouterr().err
 
 
 def test_some_rows_run_alone_for_more_seeds_and_join_the_table(theirs,

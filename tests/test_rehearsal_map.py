@@ -56,3 +56,21 @@ def test_a_cell_of_no_such_name_is_refused(runs, capsys):
   assert "--cells must be among ['split-mnist-der-class'" in (
       capsys.readouterr().err)
   assert runs == []
+
+
+def test_a_cell_with_none_of_the_rows_asked_runs_nothing(runs):
+  rehearsal_map.main(['--seeds', '0', '--methods', 'lwf'])
+  assert [argv[argv.index('--methods') + 1] for argv in runs] == ['lwf',
+                                                                  'lwf']
+  assert all(argv[1] == 'split-mnist-der' for argv in runs)
+
+
+@pytest.mark.parametrize('flag, value, says', [
+    ('--methods', 'er_ace:200', "--methods must be among ['sgd'"),
+    ('--seeds', '0,x', '--seeds takes distinct integers >= 0'),
+])
+def test_a_bad_row_or_seed_list_is_refused(runs, capsys, flag, value, says):
+  with pytest.raises(SystemExit):
+    rehearsal_map.main([flag, value, '--no-run'])
+  assert says in capsys.readouterr().err
+  assert runs == []
