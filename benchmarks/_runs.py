@@ -1,11 +1,22 @@
 """One ``classp-continual`` run per output folder, run once and then reused."""
 
+import argparse
 import json
 import pathlib
 
 from classp_optax.continual import atomic
 from classp_optax.continual import cli
 from classp_optax.continual import metrics
+from classp_optax.continual.arguments import parse_seeds
+
+
+def seed_list(text: str) -> list[int]:
+  """``--seeds`` as argparse's ``type``: the CLI's rule and message, refused
+  by argparse (exit 2, ``argument --seeds: ...``) rather than a traceback."""
+  try:
+    return parse_seeds(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run_once(argv: list[str], out: pathlib.Path, progress: bool = True) -> dict:

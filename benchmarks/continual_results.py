@@ -26,6 +26,7 @@ from classp_optax.continual import atomic
 from classp_optax.continual import metrics
 
 from _runs import run_once
+from _runs import seed_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('experiment', nargs='?', choices=EXPERIMENTS)
   parser.add_argument('--list', action='store_true')
-  parser.add_argument('--seeds', help='comma-separated; default: all')
+  parser.add_argument('--seeds', type=seed_list,
+                      help='comma-separated; default: all')
   parser.add_argument('--data-dir', default=os.environ.get('CLASSP_DATA_DIR'))
   parser.add_argument('--out', default='results')
   parser.add_argument('--extra', nargs=argparse.REMAINDER, default=[],
@@ -136,8 +138,7 @@ def main(argv=None) -> int:
       print(f'{name:18} {e.description}; seeds {list(e.seeds)}')
     return 0
   experiment = EXPERIMENTS[args.experiment]
-  seeds = (tuple(int(s) for s in args.seeds.split(','))
-           if args.seeds else experiment.seeds)
+  seeds = tuple(args.seeds or experiment.seeds)
   root = pathlib.Path(args.out) / args.experiment
   # Every seed of a method in one sweep (classp-continual --seeds).
   argv = [*experiment.cli_args, '--seeds', ','.join(map(str, seeds)),

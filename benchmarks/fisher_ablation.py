@@ -22,6 +22,7 @@ import sys
 from classp_optax.continual.suites import SUITES
 
 from _runs import run_and_keep
+from _runs import seed_list
 
 BENCHMARK, SCENARIO = 'permuted-mnist-vdv', 'class'
 FOLDER = pathlib.Path('docs/results/fisher-ablation')
@@ -52,11 +53,11 @@ def command(seed: int, data_dir) -> list[str]:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data-dir')
-  parser.add_argument('--seeds', default='0')
+  parser.add_argument('--seeds', default='0', type=seed_list)
   parser.add_argument('--out', default='runs/fisher-ablation')
   parser.add_argument('--no-run', action='store_true')
   args = parser.parse_args(argv)
-  for seed in map(int, args.seeds.split(',')):
+  for seed in args.seeds:
     path = FOLDER / f'{BENCHMARK}-{SCENARIO}-seed{seed}.json'
     if not path.exists() and not args.no_run:
       run_and_keep(command(seed, args.data_dir),

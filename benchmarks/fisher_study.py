@@ -45,6 +45,7 @@ from classp_optax.continual.methods.fisher import KINDS
 from classp_optax.continual.suites import SUITES
 
 from _runs import run_once
+from _runs import seed_list
 from _runs import seeds_cell
 from _runs import summary_of
 
@@ -157,7 +158,7 @@ def table(summaries: dict) -> list[str]:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data-dir')
-  parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--seeds', default='0,1,2', type=seed_list)
   parser.add_argument('--benchmarks', default=','.join(BENCHMARKS))
   parser.add_argument('--out', default='runs/fisher-study')
   parser.add_argument('--fisher-samples', type=int, metavar='N',
@@ -170,7 +171,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   summaries = {}
   for benchmark in args.benchmarks.split(','):
-    for seed in map(int, args.seeds.split(',')):
+    for seed in args.seeds:
       for scenario in SUITES[benchmark].scenarios:
         chosen = scenario in args.scenarios.split(',')
         if (s := run_summary(benchmark, scenario, seed, args,

@@ -37,10 +37,10 @@ import time
 
 from classp_optax.continual import atomic
 from classp_optax.continual import metrics
-from classp_optax.continual.arguments import parse_seeds
 
 from _runs import kept
 from _runs import mean_cell
+from _runs import seed_list
 from _runs import seeds_cell
 from rehearsal_map import FOLDER as OURS
 
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
   parser.add_argument('--mammoth', help='a checkout of the neurips2020 tag')
   parser.add_argument('--mammoth-python', help='the Python it runs under')
   parser.add_argument('--datasets', default='seq-mnist,perm-mnist,rot-mnist')
-  parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--seeds', default='0,1,2', type=seed_list)
   parser.add_argument('--threads', type=int,
                       help='OMP_NUM_THREADS for their runs (default: unset)')
   parser.add_argument('--methods', help='the rows to run (default: all)')
@@ -196,15 +196,11 @@ def main(argv=None) -> int:
     parser.error(f'--methods must be among {labels}, got {unknown}')
   if args.threads is not None and args.threads < 1:
     parser.error(f'--threads must be an integer >= 1, got {args.threads}')
-  try:
-    seeds = parse_seeds(args.seeds)
-  except ValueError as e:
-    parser.error(str(e))
   if not args.no_run and not (args.mammoth and args.mammoth_python):
     parser.error('--mammoth and --mammoth-python are needed unless --no-run')
   if not args.no_run:
     for dataset in datasets:
-      for seed in seeds:
+      for seed in args.seeds:
         seed_runs(args, dataset, seed)
   rows, record = table(datasets)
   print('\n'.join(rows))

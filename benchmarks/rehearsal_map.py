@@ -32,12 +32,12 @@ import pathlib
 import sys
 
 from classp_optax.continual import atomic
-from classp_optax.continual.arguments import parse_seeds
 
 from _runs import failed_cell
 from _runs import kept
 from _runs import mean_cell
 from _runs import run_and_keep
+from _runs import seed_list
 from _runs import seeds_cell
 
 REHEARSAL = ('er', 'der', 'derpp', 'agem', 'er_ace')
@@ -126,7 +126,7 @@ def tuned_rows(names: list[str]) -> tuple[list[str], dict]:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--data-dir')
-  parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--seeds', default='0,1,2', type=seed_list)
   parser.add_argument('--out', default='runs/rehearsal-map')
   parser.add_argument('--no-run', action='store_true')
   parser.add_argument('--cells', help='the cells to run (default: all)')
@@ -140,11 +140,7 @@ def main(argv=None) -> int:
   args.methods = args.methods.split(',') if args.methods else labels
   if unknown := sorted(set(args.methods) - set(labels)):
     parser.error(f'--methods must be among {labels}, got {unknown}')
-  try:
-    seeds = parse_seeds(args.seeds)
-  except ValueError as e:
-    parser.error(str(e))
-  for seed in seeds:
+  for seed in args.seeds:
     for benchmark, scenario in CELLS:
       if cell_name(benchmark, scenario) in wanted:
         run_summary(benchmark, scenario, seed, args)

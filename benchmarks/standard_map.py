@@ -38,6 +38,7 @@ from classp_optax.continual import suites
 from _runs import failed_cell
 from _runs import failures
 from _runs import run_and_keep
+from _runs import seed_list
 import tune
 
 BASELINES = ('adam', 'ewc', 'ewc:online', 'si', 'joint')
@@ -310,8 +311,7 @@ def main(argv=None) -> int:
   parser.add_argument('--benchmark', default='split-mnist-vdv',
                       choices=sorted(PUBLISHED))
   parser.add_argument('--data-dir')
-  parser.add_argument('--seeds', default='0,1,2',
-                      type=lambda text: [int(s) for s in text.split(',')])
+  parser.add_argument('--seeds', default='0,1,2', type=seed_list)
   parser.add_argument('--scenarios', help='comma-separated (default: all '
                       'three, task,domain,class)')
   parser.add_argument('--no-run', action='store_true',
