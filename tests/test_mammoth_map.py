@@ -44,6 +44,14 @@ def theirs(tmp_path, monkeypatch):
   return checkout
 
 
+def row_of(lines, cell, label):
+  """The table's row of ``label`` in ``cell``."""
+  return next(r for r in lines if r.startswith(f'| {cell} | {label} |'))
+
+
+PERMUTED = 'permuted-mnist-der-domain'
+
+
 def run(checkout, *extra):
   return mammoth_map.main(['--mammoth', str(checkout), '--mammoth-python',
                            sys.executable, *extra])
@@ -80,14 +88,14 @@ def test_finished_runs_are_reused_and_tabled_over_seeds(theirs, capsys):
   run(theirs, '--datasets', 'perm-mnist', '--seeds', '0,1')
   assert (theirs / 'calls').read_text().splitlines() == calls
   rows = capsys.readouterr().out.splitlines()
-  der = next(r for r in rows if '| der |' in r)
+  der = row_of(rows, PERMUTED, 'der')
   assert '| 80.50 ± 0.50 (2) |' in der  # 80 and 81, the seeds' finals
 
 
 def test_a_run_that_printed_nan_is_no_result(theirs, capsys):
   run(theirs, '--datasets', 'seq-mnist', '--seeds', '0')
   rows = capsys.readouterr().out.splitlines()
-  lwf = next(r for r in rows if 'split-mnist-der-class | lwf |' in r)
+  lwf = row_of(rows, 'split-mnist-der-class', 'lwf')
   assert 'no result (seed 0: printed nan)' in lwf
 
 
@@ -111,7 +119,7 @@ def test_ours_beside_theirs_with_the_difference_in_standard_errors(
     (folder / f'permuted-mnist-der-domain-seed{seed}.json').write_text(
         json.dumps(dict(results={'er': row})))
   run(theirs, '--datasets', 'perm-mnist', '--seeds', '0,1')
-  er = next(r for r in capsys.readouterr().out.splitlines() if '| er |' in r)
+  er = row_of(capsys.readouterr().out.splitlines(), PERMUTED, 'er')
   # ours 79 ± 1, theirs 80.5 ± 0.5: -1.5 points, SE sqrt(2/2 + 0.5/2)
   assert er == ('| permuted-mnist-der-domain | er | 79.00 ± 1.00 (2) | '
                 '80.50 ± 0.50 (2) | -1.50 (-1.3 SE) |')
@@ -142,8 +150,23 @@ def test_some_rows_run_alone_for_more_seeds_and_join_the_table(theirs,
   calls = (theirs / 'calls').read_text().splitlines()
   assert len(calls) == 9 + 4  # seed 0's nine rows, then two rows of two
   rows = capsys.readouterr().out.splitlines()
-  assert '| 81.00 ± 0.82 (3) |' in next(r for r in rows if '| agem |' in r)
-  assert '| 80.00 (1) |' in next(r for r in rows if '| der |' in r)
+  assert '| 81.00 ± 0.82 (3) |' in row_of(rows, PERMUTED, 'agem')
+  assert '| 80.00 (1) |' in row_of(rows, PERMUTED, 'der')
   with pytest.raises(SystemExit):
     run(theirs, '--methods', 'er_ace')
   assert "--methods must be among ['agem'" in capsys.readouterr().err
+
+
+def test_running_one_dataset_keeps_the_others_in_the_table_and_record(
+    theirs, capsys):
+  run(theirs, '--datasets', 'seq-mnist', '--seeds', '0')
+  run(theirs, '--datasets', 'perm-mnist', '--seeds', '0')
+  record = json.loads(pathlib.Path('docs/results/mammoth-map.json')
+                      .read_text())
+  assert record['split-mnist-der-class']['er']['theirs'] == '80.00 (1)'
+  assert record['permuted-mnist-der-domain']['er']['theirs'] == '80.00 (1)'
+  mammoth_map.main(['--datasets', 'rot-mnist', '--no-run'])
+  out = capsys.readouterr().out
+  assert '| split-mnist-der-task | er |' in out
+  assert json.loads(pathlib.Path('docs/results/mammoth-map.json')
+                    .read_text()) == record
