@@ -20,7 +20,9 @@ the table can be made again from the repository); finished runs are
 reused, an interrupted one resumes from its checkpoints, and ``--no-run``
 trains nothing and tables what exists. It writes
 ``docs/results/rehearsal-map.json``. ``--cells`` and ``--methods`` run
-some cells' rows alone, for more seeds where the spread asks for them:
+some cells' rows alone, for more seeds where the spread asks for them; a
+row that a kept seed lacks runs in a folder of its own and joins that
+seed's summary (its command under ``commands``):
 
     python benchmarks/rehearsal_map.py --seeds 3,4,5,6,7,8,9 \
         --cells split-mnist-der-class --methods agem,agem:500,er:500
@@ -36,9 +38,10 @@ from classp_optax.continual import atomic
 from _runs import failed_cell
 from _runs import kept
 from _runs import mean_cell
-from _runs import run_and_keep
+from _runs import run_once
 from _runs import seed_list
 from _runs import seeds_cell
+from _runs import summary_of
 
 REHEARSAL = ('er', 'der', 'derpp', 'agem', 'er_ace')
 CELLS = (('split-mnist-der', 'class'), ('split-mnist-der', 'task'),
@@ -56,24 +59,41 @@ def cell_name(benchmark: str, scenario: str | None) -> str:
   return f'{benchmark}-{scenario or "domain"}'
 
 
+def run_rows(argv: list[str], out: pathlib.Path) -> dict:
+  """The summary of one ``classp-continual argv`` run into ``out``."""
+  return summary_of(dict(run_once(argv, out, progress=False),
+                         command='classp-continual ' + ' '.join(argv)))
+
+
 def run_summary(benchmark: str, scenario: str | None, seed: int,
                 args) -> dict | None:
-  """One seed of one cell: its committed summary, or the run's (run now
-  unless ``--no-run``), committed; None if neither exists."""
+  """One seed of one cell: its committed summary with the rows of
+  ``--methods`` it lacks run now (unless ``--no-run``) and added, or None if
+  there is none and nothing ran."""
   path = FOLDER / f'{cell_name(benchmark, scenario)}-seed{seed}.json'
-  if path.exists():
-    return json.loads(path.read_text())
   out = pathlib.Path(args.out) / cell_name(benchmark, scenario) / f'seed{seed}'
-  if args.no_run and not (out / 'results.json').exists():
-    return None
-  labels = [m for m in methods_of(benchmark) if m in args.methods]
-  if not labels:  # none of --methods is a row of this benchmark
-    return None
+  summary = json.loads(path.read_text()) if path.exists() else None
+  have = summary['results'] if summary else {}
+  labels = [m for m in methods_of(benchmark)
+            if m in args.methods and m not in have]
+  if args.no_run and not (summary is None and (out / 'results.json').exists()):
+    return summary  # nothing to train (a finished run is still kept)
+  if not labels:
+    return summary
   argv = ['--benchmark', benchmark, '--methods', ','.join(labels), '--seed',
           str(seed)]
   argv += ['--scenario', scenario] if scenario else []
   argv += ['--data-dir', args.data_dir] if args.data_dir else []
-  return run_and_keep(argv, out, path)
+  if summary is None:
+    summary = run_rows(argv, out)
+  else:  # the rows a kept seed lacks, in a folder of their own
+    fresh = run_rows(argv, out.with_name(f'{out.name}+{"+".join(labels)}'))
+    summary['results'].update(fresh['results'])
+    summary.setdefault('commands', {}).update(
+        dict.fromkeys(labels, fresh['command']))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  atomic.write_text(path, json.dumps(summary, indent=2) + '\n')
+  return summary
 
 
 def table(summaries: dict) -> tuple[list[str], dict]:

@@ -25,13 +25,14 @@ def runs(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   calls = []
 
-  def run_and_keep(argv, out, path):
+  def run_rows(argv, out):
     calls.append(argv)
     labels = argv[argv.index('--methods') + 1].split(',')
-    keep(path.stem.rpartition('-seed')[0], int(path.stem.rpartition(
-        '-seed')[2]), **dict.fromkeys(labels, 0.5))
+    return dict(command=' '.join(argv), results={
+        label: dict(average_accuracy=0.5, diverged=None, not_learnt=[])
+        for label in labels})
 
-  monkeypatch.setattr(rehearsal_map, 'run_and_keep', run_and_keep)
+  monkeypatch.setattr(rehearsal_map, 'run_rows', run_rows)
   return calls
 
 
@@ -48,6 +49,22 @@ def test_some_rows_of_one_cell_run_alone_and_join_the_kept_seeds(runs,
   assert agem.split(' | ')[1] == '36.67 ± 9.43 (3)'  # 30, 30, 50
   sgd = next(r for r in rows if r.startswith('| sgd |'))
   assert sgd.split(' | ')[1] == '20.00 ± 0.00 (2)'
+
+
+def test_rows_a_kept_seed_lacks_run_and_join_its_summary(runs):
+  keep('split-mnist-der-class', 10, agem=0.3)
+  args = ['--seeds', '10', '--cells', 'split-mnist-der-class']
+  rehearsal_map.main([*args, '--methods', 'agem,agem:500', '--no-run'])
+  assert runs == []  # --no-run trains nothing
+  rehearsal_map.main([*args, '--methods', 'agem,agem:500'])
+  assert [argv[argv.index('--methods') + 1] for argv in runs] == ['agem:500']
+  kept = json.loads((rehearsal_map.FOLDER / 'split-mnist-der-class-seed10'
+                     '.json').read_text())
+  assert {k: r['average_accuracy'] for k, r in kept['results'].items()} == {
+      'agem': 0.3, 'agem:500': 0.5}
+  assert '--methods agem:500' in kept['commands']['agem:500']
+  rehearsal_map.main([*args, '--methods', 'agem,agem:500'])
+  assert len(runs) == 1  # nothing left to run
 
 
 def test_a_cell_of_no_such_name_is_refused(runs, capsys):
