@@ -111,27 +111,13 @@ def make_model(name: str, image_shape: Sequence[int], num_classes: int,
 @functools.cache
 def _builder(name: str, image_shape: tuple, num_classes: int, hidden: tuple,
              init: str):
-  """The compiled build of one architecture, from its two keys.
+  """The compiled build of one architecture, from its two keys."""
 
-  On the CPU it is compiled at LLVM's optimisation level 1 instead of the
-  default 3: the build runs once, and optimising its unrolled random-bit
-  generator was most of its cost (the DER presets' MLP: 0.86 s against 2.6 s,
-  medians of three runs beside other work, 2026-12-07). Level 1 gives the
-  default's weights bit for bit (tests/test_models.py compares them with
-  Flax's eager build); level 0 does not (the last bit of some normal and
-  PyTorch-style weights moves)."""
-
-  def construct(params_key, dropout_key):
+  def build(params_key, dropout_key):
     rngs = nnx.Rngs(params=params_key, dropout=dropout_key)
     if name == 'mlp':
       return MLP(math.prod(image_shape), hidden, num_classes, init=init,
                  rngs=rngs)
     return CNN(image_shape, num_classes, rngs=rngs)
 
-  keys = (jax.random.key(0), jax.random.key(1))
-  graphdef = nnx.graphdef(nnx.eval_shape(lambda: construct(*keys)))
-  options = ({'xla_backend_optimization_level': 1}
-             if jax.default_backend() == 'cpu' else None)
-  state = jax.jit(lambda *k: nnx.state(construct(*k))).lower(*keys).compile(
-      options)
-  return lambda *k: nnx.merge(graphdef, state(*k))
+  return nnx.jit(build)
