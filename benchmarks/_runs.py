@@ -42,13 +42,18 @@ def summary_of(results: dict) -> dict:
       for r in results['results']})
 
 
+def run_and_summarise(argv: list[str], out: pathlib.Path) -> dict:
+  """:func:`run_once` without progress bars, as :func:`summary_of` keeps it
+  (with the command that made it)."""
+  return summary_of(dict(run_once(argv, out, progress=False),
+                         command='classp-continual ' + ' '.join(argv)))
+
+
 def run_and_keep(argv: list[str], out: pathlib.Path,
                  path: pathlib.Path) -> dict:
   """:func:`run_once`, then its summary written to ``path`` (committed
   beside the tables, so that they can be made again from the repository)."""
-  results = run_once(argv, out, progress=False)
-  summary = summary_of(dict(results, command='classp-continual ' + ' '.join(
-      argv)))
+  summary = run_and_summarise(argv, out)
   path.parent.mkdir(parents=True, exist_ok=True)
   atomic.write_text(path, json.dumps(summary, indent=2) + '\n')
   return summary

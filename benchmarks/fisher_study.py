@@ -44,10 +44,9 @@ from classp_optax.continual import make_method
 from classp_optax.continual.methods.fisher import KINDS
 from classp_optax.continual.suites import SUITES
 
-from _runs import run_once
+from _runs import run_and_summarise
 from _runs import seed_list
 from _runs import seeds_cell
-from _runs import summary_of
 
 BENCHMARKS = ('split-mnist-vdv', 'permuted-mnist-vdv')
 FOLDER = pathlib.Path('docs/results/fisher-study')
@@ -128,8 +127,7 @@ def run_summary(benchmark: str, scenario: str, seed: int, args,
     if label not in summary['results']:
       argv = command(benchmark, scenario, seed, args.data_dir,
                      args.fisher_samples, skip=set(every) - {label})
-      ran = summary_of(dict(run_once(argv, out / label, progress=False),
-                            command='classp-continual ' + ' '.join(argv)))
+      ran = run_and_summarise(argv, out / label)
       summary['results'][label] = ran['results'][label]
       summary.setdefault('commands', {})[label] = ran['command']
       path.parent.mkdir(parents=True, exist_ok=True)

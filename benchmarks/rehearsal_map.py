@@ -38,10 +38,9 @@ from classp_optax.continual import atomic
 from _runs import failed_cell
 from _runs import kept
 from _runs import mean_cell
-from _runs import run_once
+from _runs import run_and_summarise
 from _runs import seed_list
 from _runs import seeds_cell
-from _runs import summary_of
 
 REHEARSAL = ('er', 'der', 'derpp', 'agem', 'er_ace')
 CELLS = (('split-mnist-der', 'class'), ('split-mnist-der', 'task'),
@@ -59,12 +58,6 @@ def cell_name(benchmark: str, scenario: str | None) -> str:
   return f'{benchmark}-{scenario or "domain"}'
 
 
-def run_rows(argv: list[str], out: pathlib.Path) -> dict:
-  """The summary of one ``classp-continual argv`` run into ``out``."""
-  return summary_of(dict(run_once(argv, out, progress=False),
-                         command='classp-continual ' + ' '.join(argv)))
-
-
 def run_summary(benchmark: str, scenario: str | None, seed: int,
                 args) -> dict | None:
   """One seed of one cell: its committed summary with the rows of
@@ -76,7 +69,8 @@ def run_summary(benchmark: str, scenario: str | None, seed: int,
   have = summary['results'] if summary else {}
   labels = [m for m in methods_of(benchmark)
             if m in args.methods and m not in have]
-  if args.no_run and not (summary is None and (out / 'results.json').exists()):
+  finished = (out / 'results.json').exists()
+  if args.no_run and (summary is not None or not finished):
     return summary  # nothing to train (a finished run is still kept)
   if not labels:
     return summary
@@ -85,9 +79,10 @@ def run_summary(benchmark: str, scenario: str | None, seed: int,
   argv += ['--scenario', scenario] if scenario else []
   argv += ['--data-dir', args.data_dir] if args.data_dir else []
   if summary is None:
-    summary = run_rows(argv, out)
+    summary = run_and_summarise(argv, out)
   else:  # the rows a kept seed lacks, in a folder of their own
-    fresh = run_rows(argv, out.with_name(f'{out.name}+{"+".join(labels)}'))
+    alone = out.with_name(f'{out.name}+{"+".join(labels)}')
+    fresh = run_and_summarise(argv, alone)
     summary['results'].update(fresh['results'])
     summary.setdefault('commands', {}).update(
         dict.fromkeys(labels, fresh['command']))

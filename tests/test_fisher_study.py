@@ -13,6 +13,8 @@ from classp_optax.continual import make_method
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
 import fisher_study  # noqa: E402
 
+import _runs  # noqa: E402
+
 
 def test_each_variant_is_the_presets_penalty_with_one_kind(tmp_path):
   argv = fisher_study.command('permuted-mnist-vdv', 'class', 1, None, 1000)
@@ -93,7 +95,7 @@ def _study(monkeypatch, tmp_path, scenario: str, seed: int):
     trained.append(argv[argv.index('--methods') + 1])
     return dict(results=[dict(method=trained[-1], average_accuracy=0.5)])
 
-  monkeypatch.setattr(fisher_study, 'run_once', run_once)
+  monkeypatch.setattr(_runs, 'run_once', run_once)
   args = argparse.Namespace(fisher_samples=None, out=str(tmp_path / 'runs'),
                             no_run=False, data_dir=None)
   return fisher_study.run_summary('permuted-mnist-vdv', scenario, seed,
@@ -153,7 +155,7 @@ def test_a_seed_lands_a_variant_at_a_time(monkeypatch, tmp_path):
     return dict(results=[dict(method=trained[-1], average_accuracy=0.5,
                               not_learnt=[], diverged=None)])
 
-  monkeypatch.setattr(fisher_study, 'run_once', run_once)
+  monkeypatch.setattr(_runs, 'run_once', run_once)
   args = argparse.Namespace(fisher_samples=None, out=str(tmp_path / 'runs'),
                             no_run=False, data_dir=None)
   try:

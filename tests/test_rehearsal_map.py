@@ -25,14 +25,14 @@ def runs(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   calls = []
 
-  def run_rows(argv, out):
+  def run_and_summarise(argv, out):
     calls.append(argv)
     labels = argv[argv.index('--methods') + 1].split(',')
     return dict(command=' '.join(argv), results={
         label: dict(average_accuracy=0.5, diverged=None, not_learnt=[])
         for label in labels})
 
-  monkeypatch.setattr(rehearsal_map, 'run_rows', run_rows)
+  monkeypatch.setattr(rehearsal_map, 'run_and_summarise', run_and_summarise)
   return calls
 
 
