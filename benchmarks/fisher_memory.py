@@ -5,6 +5,7 @@ the memory of 1,000.
 
     python benchmarks/fisher_memory.py --data-dir ../shared/data
     python benchmarks/fisher_memory.py --samples 1000,60000 --kind exact
+    python benchmarks/fisher_memory.py --kind exact --outputs 100 --heads 100,10
 
 Two paths, each count in a fresh process: ``closed-form``, the MLP as the
 package computes its Fisher (from its dense layers' inputs and output
@@ -14,7 +15,9 @@ example's gradient). Each process reports its peak resident memory
 (``ru_maxrss``, the data included) and the Fisher's time after a first,
 compiling call (``--repeats`` calls, median). Prints a row per path and
 count, the ratio of peaks against the first count, and the per-example
-path's time against the closed form's.
+path's time against the closed form's. ``--heads`` times each example's
+own head of that many outputs, each against the first: the exact Fisher's
+backward passes follow the head, not the outputs.
 """
 
 import argparse
@@ -46,10 +49,19 @@ def _opaque(model):
   return Opaque(model)
 
 
+def heads(outputs: int, head: int) -> np.ndarray:
+  """The training masks of heads of ``head`` outputs each (the last one
+  shorter where ``head`` does not divide ``outputs``): label ``c`` trains
+  the outputs of its own head, as a task-incremental stream's tasks do."""
+  group = np.arange(outputs) // head
+  return group[:, None] == group[None]
+
+
 def measure(samples: int, kind: str, data_dir: str, repeats: int,
-            path: str, outputs: int = 10) -> dict:
+            path: str, outputs: int = 10, head: int | None = None) -> dict:
   """In this process: the Fisher of ``samples`` MNIST examples (framed to
-  32x32) on the preset's freshly initialised MLP, by ``path``."""
+  32x32) on the preset's freshly initialised MLP, by ``path``, each
+  example's own head ``head`` of the ``outputs`` (default: all)."""
   from flax import nnx  # noqa: PLC0415
   import jax  # noqa: PLC0415 (the parent process measures nothing)
 
@@ -68,7 +80,8 @@ def measure(samples: int, kind: str, data_dir: str, repeats: int,
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   task = hooklib.TaskData(jax.device_put(data.x_train),
                           jax.device_put(data.y_train),
-                          jax.device_put(np.ones((outputs,) * 2, bool)), 0)
+                          jax.device_put(heads(outputs, head or outputs)),
+                          0)
   net = hooklib.Model(graphdef, rest, steps.masked_cross_entropy)
   positions = np.arange(samples, dtype=np.int32) % len(data.y_train)
   weights = np.ones(samples, np.float32)
@@ -80,7 +93,7 @@ def measure(samples: int, kind: str, data_dir: str, repeats: int,
     start = time.perf_counter()
     jax.block_until_ready(run(params, jax.random.key(k)))
     seconds.append(time.perf_counter() - start)
-  return dict(samples=samples, kind=kind, path=path,
+  return dict(samples=samples, kind=kind, path=path, head=head or outputs,
               seconds=statistics.median(seconds),
               peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
@@ -95,14 +108,23 @@ def main(argv=None) -> int:
   parser.add_argument('--outputs', type=int, default=10,
                       help='the MLP\'s outputs, every one in each head '
                            '(100: permuted MNIST class-incremental)')
+  parser.add_argument('--heads', default=None,
+                      help='comma-separated head sizes to time, each '
+                           "example's own head of that many outputs (10 of "
+                           "100: permuted MNIST task-incremental; default: "
+                           'every output)')
   args = parser.parse_args(argv)
+  heads_of = [int(h) for h in args.heads.split(',')] if args.heads else [
+      args.outputs]
   rows = {}
   for path in args.paths.split(','):
     for samples in map(int, args.samples.split(',')):
-      rows[path, samples] = r = _worker(args, samples, path)
-      print(f'{path:>11}, {samples:>6} samples ({r["kind"]}): peak '
-            f'{r["peak_mib"]:6.0f} MiB, {r["seconds"]:7.2f} s '
-            f'({1e3 * r["seconds"] / samples:.3f} ms a sample)', flush=True)
+      for head in heads_of:
+        rows[path, samples, head] = r = _worker(args, samples, path, head)
+        print(f'{path:>11}, {samples:>6} samples ({r["kind"]}, heads of '
+              f'{head} of {args.outputs}): peak {r["peak_mib"]:6.0f} MiB, '
+              f'{r["seconds"]:7.2f} s '
+              f'({1e3 * r["seconds"] / samples:.3f} ms a sample)', flush=True)
   _ratios(rows)
   return 0
 
@@ -110,30 +132,36 @@ def main(argv=None) -> int:
 PATHS = ('closed-form', 'per-example')
 
 
-def _worker(args, samples: int, path: str) -> dict:
+def _worker(args, samples: int, path: str, head: int) -> dict:
   done = subprocess.run(
       [sys.executable, __file__, WORKER, str(samples), args.kind,
-       args.data_dir, str(args.repeats), path, str(args.outputs)],
+       args.data_dir, str(args.repeats), path, str(args.outputs), str(head)],
       capture_output=True, text=True, check=True)
   return json.loads(done.stdout.splitlines()[-1])
 
 
 def _ratios(rows: dict) -> None:
-  for path in dict.fromkeys(p for p, _ in rows):
-    mine = [(n, r) for (p, n), r in rows.items() if p == path]
+  """Peak memory against the first count, per path; per-example time
+  against the closed form's; each head's time against the first head's."""
+  first = next(iter(rows))[2]
+  for path in dict.fromkeys(p for p, _, _ in rows):
+    mine = [(n, r) for (p, n, h), r in rows.items() if p == path and h == first]
     base = mine[0][1]['peak_mib']
     print(f'{path}: peak memory against {mine[0][0]} samples: ' + ', '.join(
         f'{n}: {r["peak_mib"] / base:.3f}x' for n, r in mine))
-  for (path, n), r in rows.items():
-    if path == 'per-example' and ('closed-form', n) in rows:
-      print(f'{n} samples: per-example / closed-form time '
-            f'{r["seconds"] / rows["closed-form", n]["seconds"]:.1f}x')
+  for (path, n, h), r in rows.items():
+    if path == 'per-example' and ('closed-form', n, h) in rows:
+      print(f'{n} samples, heads of {h}: per-example / closed-form time '
+            f'{r["seconds"] / rows["closed-form", n, h]["seconds"]:.1f}x')
+    if h != first:
+      print(f'{path}, {n} samples: heads of {h} / heads of {first} time '
+            f'{r["seconds"] / rows[path, n, first]["seconds"]:.3f}x')
 
 
 if __name__ == '__main__':
   if len(sys.argv) > 1 and sys.argv[1] == WORKER:
-    samples, kind, data_dir, repeats, path, outputs = sys.argv[2:8]
+    samples, kind, data_dir, repeats, path, outputs, head = sys.argv[2:9]
     print(json.dumps(measure(int(samples), kind, data_dir, int(repeats),
-                             path, int(outputs))))
+                             path, int(outputs), int(head))))
   else:
     sys.exit(main())

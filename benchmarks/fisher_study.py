@@ -13,9 +13,11 @@ Van de Ven's study of the Fisher in EWC (ICLR 2025 blog track, arXiv
 2502.11756) finds the exact Fisher ahead of the empirical one, the sampled
 one between them.
 
-The exact Fisher takes one backward pass per output: on permuted MNIST's
-class-incremental stream (100 outputs) a whole task's exact Fisher takes
-55 s in closed form on 2 CPU cores (docs/results.md, part 1d).
+The exact Fisher takes one backward pass per output of an example's head:
+on permuted MNIST's class-incremental stream (the outputs trained so far,
+up to 100) a whole task's exact Fisher takes up to 55 s in closed form on 2
+CPU cores, a task-incremental head of 10 a tenth of that (docs/results.md,
+part 1d).
 ``--fisher-samples N`` takes N examples of each task for every kind instead
 (the summaries record it).
 

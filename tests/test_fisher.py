@@ -223,3 +223,59 @@ def test_an_mlps_fisher_holds_no_per_example_gradient():
       jax.random.key(0))).lower(params, data).compile()
   held = 256 * sum(p.size for p in jax.tree.leaves(params)) * 4
   assert compiled.memory_analysis().temp_size_in_bytes < held / 20, held
+
+
+def own_head_reference(model, params, data):
+  """Mean over examples of ``sum_c p(c|x) g_c**2`` over the labels ``c`` of
+  each example's own head, one example and one label at a time."""
+  grad = jax.jit(lambda params, x, c: jax.grad(lambda p: model.loss(
+      p, x[None], c[None], data.train_masks)[0])(params))
+  total = jax.tree.map(lambda p: np.zeros(p.shape), params)
+  for x, y in zip(data.inputs, np.asarray(data.labels), strict=True):
+    own = np.flatnonzero(np.asarray(data.train_masks[y]))
+    logits = np.asarray(model.outputs(params, x[None])[0], np.float64)[own]
+    p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    for c, pc in zip(own, p, strict=True):
+      g = grad(params, x, jnp.int32(c))
+      total = jax.tree.map(lambda t, g, pc=pc: t + pc * np.asarray(
+          g, np.float64) ** 2, total, g)
+  return jax.tree.map(lambda t: t / len(data.inputs), total)
+
+
+@pytest.mark.parametrize('wrap', [lambda m: m, Opaque],
+                         ids=['closed-form', 'per-example'])
+def test_the_exact_fisher_sums_each_examples_own_head(wrap):
+  """With two heads of two outputs, the examples of both in each chunk,
+  the exact Fisher is the probability-weighted sum over each example's own
+  head, on either path."""
+  model, params, data = two_heads(wrap)
+  positions = np.arange(24, dtype=np.int32) % 20
+  weights = (np.arange(24) < 20).astype(np.float32)
+  got = fisher_lib.fisher_of('exact', model, params, data, positions,
+                             weights, jax.random.key(2), chunk=8)
+  want = own_head_reference(model, params, data)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-9)
+
+
+def test_the_exact_fisher_takes_a_backward_pass_per_label_of_the_head():
+  """On 8 outputs in heads of 2 (task-incremental), the exact Fisher
+  evaluates the loss once for the probabilities (every output of every
+  example at once) and then once per label of a head, its gradient taken
+  for the whole chunk: 1 + 2 times, not one per output, 1 + 8 (the labels
+  outside a head weigh 0)."""
+  model = MLP(6, (8,), 8, rngs=nnx.Rngs(1))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  calls = []
+
+  def counted(outputs, labels, masks):
+    jax.debug.callback(lambda: calls.append(1))
+    return steps.masked_cross_entropy(outputs, labels, masks)
+
+  y = jnp.arange(16, dtype=jnp.int32) % 8
+  masks = jnp.asarray(np.arange(8)[:, None] // 2 == np.arange(8)[None] // 2)
+  data = hooklib.TaskData(jnp.ones((16, 6)), y, masks, jnp.int32(0))
+  jax.block_until_ready(fisher_lib.fisher_of(
+      'exact', hooklib.Model(graphdef, rest, counted), params, data,
+      np.arange(16), np.ones(16, np.float32), jax.random.key(0), chunk=16))
+  assert len(calls) == 1 + 2
