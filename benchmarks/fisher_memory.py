@@ -58,10 +58,10 @@ def heads(outputs: int, head: int) -> np.ndarray:
 
 
 def measure(samples: int, kind: str, data_dir: str, repeats: int,
-            path: str, outputs: int = 10, head: int | None = None) -> dict:
+            path: str, outputs: int, head: int) -> dict:
   """In this process: the Fisher of ``samples`` MNIST examples (framed to
   32x32) on the preset's freshly initialised MLP, by ``path``, each
-  example's own head ``head`` of the ``outputs`` (default: all)."""
+  example's own head ``head`` of the ``outputs``."""
   from flax import nnx  # noqa: PLC0415
   import jax  # noqa: PLC0415 (the parent process measures nothing)
 
@@ -80,7 +80,7 @@ def measure(samples: int, kind: str, data_dir: str, repeats: int,
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   task = hooklib.TaskData(jax.device_put(data.x_train),
                           jax.device_put(data.y_train),
-                          jax.device_put(heads(outputs, head or outputs)),
+                          jax.device_put(heads(outputs, head)),
                           0)
   net = hooklib.Model(graphdef, rest, steps.masked_cross_entropy)
   positions = np.arange(samples, dtype=np.int32) % len(data.y_train)
@@ -93,7 +93,7 @@ def measure(samples: int, kind: str, data_dir: str, repeats: int,
     start = time.perf_counter()
     jax.block_until_ready(run(params, jax.random.key(k)))
     seconds.append(time.perf_counter() - start)
-  return dict(samples=samples, kind=kind, path=path, head=head or outputs,
+  return dict(samples=samples, kind=kind, path=path, head=head,
               seconds=statistics.median(seconds),
               peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
@@ -114,8 +114,7 @@ def main(argv=None) -> int:
                            "100: permuted MNIST task-incremental; default: "
                            'every output)')
   args = parser.parse_args(argv)
-  heads_of = [int(h) for h in args.heads.split(',')] if args.heads else [
-      args.outputs]
+  heads_of = _head_sizes(parser, args.heads, args.outputs)
   rows = {}
   for path in args.paths.split(','):
     for samples in map(int, args.samples.split(',')):
@@ -130,6 +129,22 @@ def main(argv=None) -> int:
 
 
 PATHS = ('closed-form', 'per-example')
+
+
+def _head_sizes(parser, text: str | None, outputs: int) -> list[int]:
+  """``--heads`` as a list (every output if not given), or argparse's
+  refusal naming the sizes it takes."""
+  if text is None:
+    return [outputs]
+  try:
+    sizes = [int(h) for h in text.split(',')]
+  except ValueError:
+    sizes = []
+  if not sizes or not all(1 <= h <= outputs for h in sizes):
+    parser.error(f'argument --heads: head sizes from 1 to {outputs} (the '
+                 f'outputs) separated by commas, e.g. {outputs},10; got '
+                 f'{text!r}')
+  return sizes
 
 
 def _worker(args, samples: int, path: str, head: int) -> dict:
