@@ -40,7 +40,10 @@ def _command(out, *extra):
 
 
 def _env():
-  return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  """One CPU device, compiled as the rest of the suite (conftest.py)."""
+  flags = ' '.join(f for f in os.environ.get('XLA_FLAGS', '').split()
+                   if 'device_count' not in f)
+  return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=flags)
 
 
 def _checkpoints(out) -> set:
