@@ -17,7 +17,7 @@ def _compile_for_the_suite():
   suite passes with or without them (docs/results.md, part 1e):
 
   - ``--xla_backend_optimization_level=1``: LLVM optimises each program at
-    level 1, not 2. The suite takes 28% less time and 30% less CPU (504 s
+    level 1, not XLA's 3. The suite takes 28% less time and 30% less CPU (504 s
     against 361 s on 2 cores, 2026-12-08, one sitting).
   - ``--xla_cpu_use_fusion_emitters=false``: the emitters XLA:CPU used
     before its MLIR fusion emitters, 11% less (2026-12-06). Every jaxlib from
