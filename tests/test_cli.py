@@ -16,6 +16,7 @@ from classp_optax.continual import methods
 from classp_optax.continual import suites
 from classp_optax.continual.datasets import load_digits
 from classp_optax.continual.suites import SUITES
+from tests.subprocess_env import xla_flags_without
 
 
 def test_default_benchmark_writes_table_json_and_png(tmp_path, capsys):
@@ -388,9 +389,8 @@ def test_the_command_keeps_its_compiled_programs_for_the_next_run(tmp_path):
   env = {k: v for k, v in os.environ.items()
          if not k.startswith('JAX_PERSISTENT_CACHE')
          and k != 'JAX_COMPILATION_CACHE_DIR'}
-  flags = ' '.join(f for f in os.environ.get('XLA_FLAGS', '').split()
-                   if 'device_count' not in f)  # compiled as the suite is
-  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=flags, XDG_CACHE_HOME=str(tmp_path))
+  env.update(JAX_PLATFORMS='cpu', XDG_CACHE_HOME=str(tmp_path),
+             XLA_FLAGS=xla_flags_without('device_count'))  # as the suite
   argv = [sys.executable, '-m', 'classp_optax.continual', '--methods', 'sgd',
           '--benchmark', 'split-digits', '--steps-per-task', '2',
           '--no-progress', '--out', str(tmp_path / 'out')]

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from classp_optax.continual import interrupts
+from tests.subprocess_env import xla_flags_without
 
 ARGV = ['--benchmark', 'split-digits', '--methods', 'classp', '--seeds', '0,1',
         '--no-progress', '--epochs', '2']
@@ -41,9 +42,8 @@ def _command(out, *extra):
 
 def _env():
   """One CPU device, compiled as the rest of the suite (conftest.py)."""
-  flags = ' '.join(f for f in os.environ.get('XLA_FLAGS', '').split()
-                   if 'device_count' not in f)
-  return dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=flags)
+  return dict(os.environ, JAX_PLATFORMS='cpu',
+              XLA_FLAGS=xla_flags_without('device_count'))
 
 
 def _checkpoints(out) -> set:

@@ -30,6 +30,7 @@ from classp_optax.continual.methods.lwf import Distillation
 from classp_optax.continual.methods.rehearsal import AsymmetricReplay
 from classp_optax.continual.methods.rehearsal import DarkExperience
 from tests.resume import killed_and_resumed
+from tests.subprocess_env import xla_flags_without
 
 CONFIG = TrainConfig(epochs=1, batch_size=16, eval_batch_size=128, seed=3)
 LR = 0.1
@@ -357,9 +358,7 @@ def test_the_cpu_train_loop_copies_no_buffer_at_each_step():
   buffer twice at every step; the train step is compiled so that the loop
   updates it in place. At XLA's default flags, which users run: the older
   emitters this suite compiles with copy it either way."""
-  flags = ' '.join(f for f in os.environ.get('XLA_FLAGS', '').split()
-                   if 'fusion_emitters' not in f
-                   and 'backend_optimization_level' not in f)
+  flags = xla_flags_without('fusion_emitters', 'backend_optimization_level')
   done = subprocess.run(
       [sys.executable, '-m', 'tests.train_loop_copies'], check=True,
       capture_output=True, text=True,
